@@ -1,0 +1,112 @@
+"""The one interface through which tests, the CLI and the benchmarks drive every implementation.
+
+All arrays that cross this interface are NumPy arrays in the canonical layout of
+:mod:`rosetta.weights`: MLP input ``(N, 784)``, CNN input ``(N, C, H, W)``, conv activations
+``(N, C, H, W)``, labels ``int64 (N,)``. Each framework's adapter converts at this boundary and
+nowhere else, so a parity failure is never a conversion artefact of the test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import numpy as np
+
+from rosetta.weights import ModelConfig, param_spec, trainable_names
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+
+# The reference hyper-parameters (the course's defaults). Every port is configured so one step
+# with these values computes the reference update equation (see reference_numpy/optimizers.py).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 0.01},
+    "momentum": {"lr": 0.01, "momentum": 0.9},
+    "adagrad": {"lr": 0.01, "eps": 1e-7},
+    "rmsprop": {"lr": 0.01, "rho": 0.99, "eps": 1e-7},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7},
+}
+
+
+def optimizer_hparams(name: str, **overrides: float) -> dict[str, float]:
+    """Defaults of optimizer ``name`` updated with ``overrides``; unknown names raise ValueError."""
+    if name not in OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    unknown = set(overrides) - set(OPTIMIZER_DEFAULTS[name])
+    if unknown:
+        raise ValueError(f"optimizer {name!r} takes {sorted(OPTIMIZER_DEFAULTS[name])}, "
+                         f"not {sorted(unknown)}")
+    return {**OPTIMIZER_DEFAULTS[name], **overrides}
+
+
+class Adapter(ABC):
+    """A model of one framework behind the canonical interface.
+
+    Construct with a config, canonical params (names and shapes of ``param_spec(config)``) and a
+    dtype ("float32" or "float64"). The model starts in eval mode with no optimizer.
+    """
+
+    framework: str = ""
+
+    def __init__(self, config: ModelConfig, params: Mapping[str, np.ndarray], dtype: str = "float32"):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.optimizer_name: str | None = None
+
+    # --- parameters ---------------------------------------------------------------------------
+    @abstractmethod
+    def load_params(self, params: Mapping[str, np.ndarray]) -> None:
+        """Set every parameter and BatchNorm running statistic from canonical arrays."""
+
+    @abstractmethod
+    def params(self) -> dict[str, np.ndarray]:
+        """All canonical tensors (parameters and BatchNorm state), in ``param_spec`` order."""
+
+    # --- computation --------------------------------------------------------------------------
+    @abstractmethod
+    def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
+        """Every intermediate activation by layer name, in forward order; the last is the logits.
+
+        ``train=True`` uses batch statistics in BatchNorm (and updates the running ones) and
+        applies dropout (with the injected masks, if any).
+        """
+
+    @abstractmethod
+    def loss_and_grads(
+        self, x: np.ndarray, t: np.ndarray, train: bool = True, input_grad: bool = False,
+    ) -> tuple[float, dict[str, np.ndarray], np.ndarray | None]:
+        """Mean cross-entropy (+ L2 penalty), the gradient of every trainable tensor by name, and
+        the gradient with respect to ``x`` when ``input_grad`` (else None). Does not update."""
+
+    @abstractmethod
+    def set_optimizer(self, name: str, **hparams: float) -> None:
+        """Create a fresh optimizer (state zeroed) with the reference hyper-parameter names."""
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, t: np.ndarray) -> float:
+        """One step in train mode: forward, backward, optimizer update. Returns the loss."""
+
+    @abstractmethod
+    def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:
+        """Fix the keep-masks of the Dropout layers (by layer name, activation-shaped, bool);
+        None returns to random masks. Kept units are scaled by 1 / (1 - ratio)."""
+
+    # --- shared helpers -----------------------------------------------------------------------
+    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Eval-mode logits, computed in batches."""
+        out = [list(self.forward(x[i:i + batch_size]).values())[-1] for i in range(0, len(x), batch_size)]
+        return np.concatenate(out, axis=0)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Eval-mode class predictions."""
+        return np.argmax(self.logits(x, batch_size), axis=1)
+
+    def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 1000) -> float:
+        """Share of correct eval-mode predictions."""
+        return float(np.mean(self.predict(x, batch_size) == t))
+
+    def param_names(self) -> list[str]:
+        return list(param_spec(self.config))
+
+    def trainable_names(self) -> list[str]:
+        return trainable_names(self.config)
