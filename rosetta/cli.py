@@ -1,0 +1,56 @@
+"""The ``rosetta`` command line: one subcommand per module in :mod:`rosetta.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module defines add_parser(subparsers) and run(args) -> int (the exit status).
+COMMANDS = ("env", "data", "parity", "train", "eval", "compare", "convert", "bench", "site")
+
+EPILOG = """examples:
+  rosetta env                          # versions, imports, BLAS and threads
+  rosetta data --data-dir ../shared/mnist
+  rosetta parity                       # the four implementations agree? (the main report)
+"""
+
+
+class UsageError(Exception):
+    """A bad option value; printed as a usage error (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rosetta", description="mnist-rosetta: one MNIST MLP and CNN in NumPy, PyTorch, "
+        "TensorFlow/Keras and Chainer, proven to agree.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"rosetta.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"rosetta.commands.{name}":
+                raise
+            continue
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as exc:
+        parser.exit(2, f"rosetta {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""MNIST: find, download (verified, atomic), parse and validate the standard IDX files.
+
+Search order for the four files: ``data_dir``, ``$MNIST_DIR``, the user cache
+``~/.cache/mnist-rosetta``. Files may be gzipped (``.gz``) or raw IDX. Every problem a user can
+cause (truncated file, wrong magic number, wrong dimensions, image/label count mismatch, checksum
+mismatch, no data at all) raises :class:`MNISTError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from rosetta.weights import atomic_write_bytes
+
+SPLITS = ("train", "test")
+LAYOUTS = ("NCHW", "NHWC", "flat")
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+COUNTS = {"train": 60000, "test": 10000}
+# SHA-256 of the *decompressed* IDX content: the same whatever the compression or mirror.
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+USER_AGENT = "mnist-rosetta/0.1 (+https://pypi.org/project/mnist-rosetta/)"
+IMAGE_MAGIC = 2051
+LABEL_MAGIC = 2049
+
+
+class MNISTError(ValueError):
+    """MNIST is missing or a file is corrupt; the message names the file and the problem."""
+
+
+def default_cache_dir() -> Path:
+    """The user cache: ``$XDG_CACHE_HOME/mnist-rosetta`` or ``~/.cache/mnist-rosetta``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mnist-rosetta"
+
+
+def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders searched, in order: ``data_dir``, ``$MNIST_DIR``, the user cache."""
+    dirs = [Path(data_dir)] if data_dir else []
+    if os.environ.get("MNIST_DIR"):
+        dirs.append(Path(os.environ["MNIST_DIR"]))
+    dirs.append(default_cache_dir())
+    return dirs
+
+
+def _find_file(stem: str, folder: Path) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_split(split: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path] | None:
+    """The (images, labels) files of ``split`` in the first folder that has both, or None."""
+    _check_split(split)
+    for folder in candidate_dirs(data_dir):
+        found = [_find_file(stem, folder) for stem in FILES[split]]
+        if found[0] is not None and found[1] is not None:
+            return found[0], found[1]
+    return None
+
+
+def read_idx_bytes(path: Path) -> bytes:
+    """The decompressed content of an IDX file (gzip detected by its magic bytes)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    return raw
+
+
+def parse_idx(data: bytes, path: Path | str, expect_magic: int) -> np.ndarray:
+    """Parse IDX bytes (unsigned byte data) into a uint8 array, validating header and size."""
+    if len(data) < 8:
+        raise MNISTError(f"{path}: truncated file ({len(data)} bytes, no IDX header)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expect_magic:
+        kind = "images" if expect_magic == IMAGE_MAGIC else "labels"
+        raise MNISTError(f"{path}: wrong magic number {magic} (expected {expect_magic} for {kind})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise MNISTError(f"{path}: truncated header")
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if expect_magic == IMAGE_MAGIC and dims[1:] != (28, 28):
+        raise MNISTError(f"{path}: wrong image dimensions {dims[1:]} (expected (28, 28))")
+    expected = int(np.prod(dims))
+    if len(data) - header != expected:
+        raise MNISTError(f"{path}: truncated or oversized file: {len(data) - header} data bytes, "
+                         f"header {dims} says {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _verify_checksum(stem: str, data: bytes, path: Path) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != SHA256[stem]:
+        raise MNISTError(f"{path}: SHA-256 of the decompressed content is {digest[:16]}..., expected "
+                         f"{SHA256[stem][:16]}... (corrupt or not the standard MNIST file)")
+
+
+def read_split(images_path: Path, labels_path: Path, verify: bool = True,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 28, 28) and labels (N,) of one split, validated."""
+    arrays = []
+    for path, magic in ((images_path, IMAGE_MAGIC), (labels_path, LABEL_MAGIC)):
+        data = read_idx_bytes(path)
+        stem = path.name.removesuffix(".gz").replace(".idx", "-idx")
+        if verify and stem in SHA256:
+            _verify_checksum(stem, data, path)
+        arrays.append(parse_idx(data, path, magic))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise MNISTError(f"{images_path}: {len(images)} images but {labels_path} has {len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise MNISTError(f"{labels_path}: label {int(labels.max())} is not a digit 0-9")
+    return images, labels
+
+
+def download(dest: Path | None = None, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30.0) -> Path:
+    """Fetch the four gzipped files into ``dest`` (default: the user cache), verified and atomic."""
+    dest = dest or default_cache_dir()
+    for stems in FILES.values():
+        for stem in stems:
+            if _find_file(stem, dest) is None:
+                atomic_write_bytes(dest / (stem + ".gz"), _fetch(stem, mirrors, timeout))
+    return dest
+
+
+def _fetch(stem: str, mirrors: tuple[str, ...], timeout: float) -> bytes:
+    errors = []
+    for mirror in mirrors:
+        url = mirror + stem + ".gz"
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+            _verify_checksum(stem, gzip.decompress(raw), Path(url))
+            return raw
+        except (urllib.error.URLError, OSError, EOFError, MNISTError) as exc:
+            errors.append(f"{url}: {exc}")
+    raise MNISTError(f"could not download {stem}.gz from any mirror:\n  " + "\n  ".join(errors))
+
+
+def _missing_message(split: str, data_dir: str | os.PathLike[str] | None) -> str:
+    where = "\n  ".join(str(d) for d in candidate_dirs(data_dir))
+    names = ", ".join(s + ".gz" for s in FILES[split])
+    return (f"MNIST {split} split not found. Looked in:\n  {where}\n"
+            f"Put {names} (gzipped or raw IDX) in one of these folders, pass --data-dir DIR, "
+            "or set MNIST_DIR=DIR.")
+
+
+def load_mnist(
+    split: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    layout: str = "NCHW",
+    dtype: type | str = np.float32,
+    normalize: bool = True,
+    download_if_missing: bool = False,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images and int64 labels of ``split`` ("train" or "test").
+
+    layout: "NCHW" (N, 1, 28, 28), "NHWC" (N, 28, 28, 1) or "flat" (N, 784). normalize scales
+    pixels to [0, 1]; otherwise values stay 0-255 in ``dtype``. ``limit`` keeps the first N.
+    Nothing is downloaded unless ``download_if_missing``; offline the error says where to put the
+    files.
+    """
+    _check_split(split)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    found = find_split(split, data_dir)
+    if found is None and download_if_missing:
+        try:
+            download()
+        except MNISTError as exc:
+            raise MNISTError(f"{_missing_message(split, data_dir)}\nDownload failed: {exc}") from None
+        found = find_split(split, data_dir)
+    if found is None:
+        raise MNISTError(_missing_message(split, data_dir))
+    images, labels = read_split(*found)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    x = images.astype(dtype)
+    if normalize:
+        x /= np.asarray(255.0, dtype=x.dtype)
+    x = {"NCHW": x[:, None, :, :], "NHWC": x[:, :, :, None], "flat": x.reshape(len(x), -1)}[layout]
+    return np.ascontiguousarray(x), labels.astype(np.int64)
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    """Mini-batch indices of one epoch: the permutation of ``default_rng(seed + epoch)`` cut into
+    consecutive batches (the last one may be smaller). Every framework uses this same order."""
+    perm = np.random.default_rng(seed + epoch).permutation(n)
+    for start in range(0, n, batch_size):
+        yield perm[start:start + batch_size]
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+
+
+def summary(split: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, object]:
+    """Count, class histogram, pixel mean/std (on [0, 1]) and the files of one split, verified."""
+    found = find_split(split, data_dir)
+    if found is None:
+        raise MNISTError(_missing_message(split, data_dir))
+    images, labels = read_split(*found)
+    pixels = images.astype(np.float64) / 255.0
+    return {
+        "split": split,
+        "count": int(len(labels)),
+        "histogram": np.bincount(labels, minlength=10).tolist(),
+        "mean": float(pixels.mean()),
+        "std": float(pixels.std()),
+        "files": [str(p) for p in found],
+    }
