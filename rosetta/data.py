@@ -180,13 +180,14 @@ def load_mnist(
     normalize: bool = True,
     download_if_missing: bool = False,
     limit: int | None = None,
+    verify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images and int64 labels of ``split`` ("train" or "test").
 
     layout: "NCHW" (N, 1, 28, 28), "NHWC" (N, 28, 28, 1) or "flat" (N, 784). normalize scales
     pixels to [0, 1]; otherwise values stay 0-255 in ``dtype``. ``limit`` keeps the first N.
     Nothing is downloaded unless ``download_if_missing``; offline the error says where to put the
-    files.
+    files. ``verify`` checks the SHA-256 of files with the standard names.
     """
     _check_split(split)
     if layout not in LAYOUTS:
@@ -200,7 +201,7 @@ def load_mnist(
         found = find_split(split, data_dir)
     if found is None:
         raise MNISTError(_missing_message(split, data_dir))
-    images, labels = read_split(*found)
+    images, labels = read_split(*found, verify=verify)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = images.astype(dtype)
@@ -223,12 +224,13 @@ def _check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
 
 
-def summary(split: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, object]:
+def summary(split: str, data_dir: str | os.PathLike[str] | None = None, verify: bool = True,
+            ) -> dict[str, object]:
     """Count, class histogram, pixel mean/std (on [0, 1]) and the files of one split, verified."""
     found = find_split(split, data_dir)
     if found is None:
         raise MNISTError(_missing_message(split, data_dir))
-    images, labels = read_split(*found)
+    images, labels = read_split(*found, verify=verify)
     pixels = images.astype(np.float64) / 255.0
     return {
         "split": split,

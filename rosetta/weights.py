@@ -224,7 +224,8 @@ def validate_params(
     if unexpected:
         raise WeightFileError(f"{source}: unexpected tensor {unexpected[0]!r} for model "
                               f"{config.name!r} (expected: {', '.join(spec)})")
-    dtypes = {np.dtype(params[n].dtype) for n in spec}
+    first = next(iter(spec))
+    want = np.dtype(dtype) if dtype is not None else np.asarray(params[first]).dtype
     for name, shape in spec.items():
         value = np.asarray(params[name])
         if value.shape != shape:
@@ -233,12 +234,10 @@ def validate_params(
         if value.dtype not in (np.float32, np.float64):
             raise WeightFileError(f"{source}: tensor {name!r} has dtype {value.dtype}, expected "
                                   "float32 or float64")
-        if dtype is not None and value.dtype != np.dtype(dtype):
+        if value.dtype != want:
+            like = "" if dtype is not None else f" like {first!r}"
             raise WeightFileError(f"{source}: tensor {name!r} has dtype {value.dtype}, expected "
-                                  f"{np.dtype(dtype)}")
-        if len(dtypes) > 1:
-            raise WeightFileError(f"{source}: tensor {name!r} has dtype {value.dtype}, but the "
-                                  f"tensors mix {sorted(str(d) for d in dtypes)}")
+                                  f"{want}{like} (one dtype for all tensors)")
         if not np.all(np.isfinite(value)):
             bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
             raise WeightFileError(f"{source}: tensor {name!r} has {bad} non-finite value(s)")
