@@ -1,0 +1,93 @@
+"""``rosetta parity``: the parity matrix as a table, framework x quantity (the main report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
+from rosetta.commands import formatter
+from rosetta.parity import DTYPES, QUANTITIES, Record, run_matrix, summarize
+from rosetta.weights import MODEL_NAMES, atomic_write_bytes
+
+EPILOG = """examples:
+  rosetta parity                                   # synthetic inputs, all ports, both dtypes
+  rosetta parity --data-dir ../shared/mnist        # plus 100-step trajectories on real MNIST
+  rosetta parity --framework torch --model cnn --dtype float32 --json parity.json
+  rosetta parity --plot heatmap.png                # log10 relative error, framework x tensor
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("parity", help="prove the four implementations agree (table, JSON, heatmap)",
+                       description="Load the same deterministic canonical weights into every port "
+                       "and the NumPy reference; compare logits, loss, activations, gradients, "
+                       "optimizer steps, BatchNorm and Dropout (and, with --data-dir, 100-step "
+                       "trajectories on MNIST). Exit 1 on any failure.",
+                       epilog=EPILOG, formatter_class=formatter())
+    p.add_argument("--framework", action="append", choices=PORTS,
+                   help="port(s) to check (repeatable; default: all three)")
+    p.add_argument("--model", action="append", choices=MODEL_NAMES, help="model(s) (default: both)")
+    p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype(s) (default: both)")
+    p.add_argument("--data-dir", default=None,
+                   help="MNIST folder: adds the trajectory section (default: $MNIST_DIR if set "
+                   "with --trajectories)")
+    p.add_argument("--trajectories", action="store_true",
+                   help="run the trajectory section with MNIST from $MNIST_DIR")
+    p.add_argument("--json", metavar="PATH", help="write every record as JSON")
+    p.add_argument("--plot", metavar="PNG", help="write a heatmap of log10 relative error")
+    return p
+
+
+def format_table(records: list[Record]) -> str:
+    """One row per (model, framework, dtype), one column per quantity: worst rel err, pass mark."""
+    worst = summarize(records)
+    present = [q for q in QUANTITIES if any(k[3] == q for k in worst)]
+    rows = sorted({k[:3] for k in worst}, key=lambda k: (MODEL_NAMES.index(k[0]), PORTS.index(k[1]), k[2]))
+    header = f"{'model':<5} {'framework':<8} {'dtype':<8} " + " ".join(f"{q:>11}" for q in present)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = []
+        for q in present:
+            r = worst.get((*row, q))
+            cells.append(f"{'-':>11}" if r is None else f"{r.max_rel_err:>9.1e} {'ok' if r.passed else '!!'}"
+                         .rjust(11))
+        lines.append(f"{row[0]:<5} {row[1]:<8} {row[2]:<8} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    frameworks = args.framework or list(PORTS)
+    available = []
+    for framework in frameworks:
+        try:
+            adapter_class(framework)
+            available.append(framework)
+        except FrameworkNotInstalled as exc:
+            print(f"rosetta parity: {exc}", file=sys.stderr)
+    if len(available) < len(frameworks):
+        return 1
+    data_dir = args.data_dir or (os.environ.get("MNIST_DIR") if args.trajectories else None)
+    start = time.perf_counter()
+    records = run_matrix(available, args.model or MODEL_NAMES, args.dtype or DTYPES, data_dir,
+                         progress=lambda s: print(f"  checking {s} ...", file=sys.stderr, flush=True))
+    seconds = time.perf_counter() - start
+    print("largest relative error per quantity (max|a - ref| / max|ref|); ok = within tolerance")
+    print(format_table(records))
+    failed = [r for r in records if not r.passed]
+    print(f"{len(records)} tensors compared in {seconds:.1f} s: {len(records) - len(failed)} passed, "
+          f"{len(failed)} failed")
+    for r in failed[:20]:
+        print("  " + r.describe())
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps([r.as_dict() for r in records], indent=1).encode())
+        print(f"wrote {args.json}")
+    if args.plot:
+        from rosetta.plots import parity_heatmap
+
+        parity_heatmap(records, args.plot)
+        print(f"wrote {args.plot}")
+    return 1 if failed else 0
