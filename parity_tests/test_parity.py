@@ -46,11 +46,12 @@ def test_gradients(model: str, framework: str, dtype: str) -> None:
     assert_parity(records, model, framework, dtype)
 
 
+@pytest.mark.parametrize("defaults", [False, True], ids=["conditioned", "course-defaults"])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("model,framework,dtype", COMBOS)
-def test_optimizer_steps(model: str, framework: str, dtype: str, optimizer: str) -> None:
+def test_optimizer_steps(model: str, framework: str, dtype: str, optimizer: str, defaults: bool) -> None:
     require_framework(framework)
-    records = parity.check_optimizer(model, framework, dtype, optimizer)
+    records = parity.check_optimizer(model, framework, dtype, optimizer, defaults=defaults)
     steps = {r.tensor.split(":")[0] for r in records}
     assert len(steps) == parity.OPTIMIZER_STEPS
     assert_parity(records, model, framework, dtype)

@@ -48,7 +48,10 @@ def adapter_class(framework: str) -> type[Adapter]:
     check_framework(framework)
     module_name, class_name, needs, _ = _REGISTRY[framework]
     try:
-        importlib.import_module(needs)
+        if framework == "chainer":  # through the NumPy 2 shim (chainer_impl/compat.py)
+            importlib.import_module("chainer_impl.compat").import_chainer()
+        else:
+            importlib.import_module(needs)
     except ImportError as exc:
         raise FrameworkNotInstalled(framework, exc) from exc
     module = importlib.import_module(module_name)

@@ -1,0 +1,43 @@
+"""Pieces the train/eval/compare subcommands share: options, model building, error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from rosetta.adapters import Adapter, FrameworkNotInstalled, make_adapter
+from rosetta.data import MNISTError
+from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_params, make_config
+
+USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError)
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DIR, then ~/.cache/mnist-rosetta)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N train and N test examples (quick runs, tests)")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--init", choices=INIT_SCHEMES, default=None, help="weight init scheme (default: he)")
+    p.add_argument("--seed", type=int, default=None, help="init and batch-order seed (default: 0)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty 0.5*lambda*sum(W^2)")
+
+
+def build_config(model: str, weight_decay: float = 0.0) -> ModelConfig:
+    return make_config(model, weight_decay=weight_decay)
+
+
+def build_adapter(framework: str, config: ModelConfig, dtype: str, init: str, seed: int) -> Adapter:
+    return make_adapter(framework, config, init_params(config, seed=seed, scheme=init, dtype=dtype), dtype)
+
+
+def guarded(command: str, body: Callable[[], int]) -> int:
+    """Run ``body``; a user error prints one message naming file, tensor or extra, exit 1."""
+    try:
+        return body()
+    except USER_ERRORS as exc:
+        print(f"rosetta {command}: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,89 @@
+"""``rosetta compare``: train all four from the same weights and batch order, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
+from rosetta.commands import formatter, model_arg
+from rosetta.commands._common import add_data_options, add_model_options, build_config, guarded
+from rosetta.training import DEFAULT_RECIPES, evaluate, load_splits, max_param_divergence, train_epoch
+from rosetta.weights import atomic_write_bytes, init_params
+
+EPILOG = """examples:
+  rosetta compare --model mlp --epochs 3 --plot curves.png
+  rosetta compare --model cnn --epochs 1 --optimizer sgd --lr 0.1 --limit 5000
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="train all four side by side, plot learning curves",
+                       description="Train the model in all four implementations from the same initial "
+                       "weights and batch order; print per-epoch loss and accuracy side by side with "
+                       "the largest parameter divergence from the reference, and plot the curves.",
+                       epilog=EPILOG, formatter_class=formatter())
+    p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    add_model_options(p)
+    add_data_options(p)
+    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS),
+                   help="implementations to train (numpy is always the reference)")
+    p.add_argument("--plot", metavar="PNG", help="learning curves, four lines per panel")
+    p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    return guarded("compare", lambda: _compare(args))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    r = dict(DEFAULT_RECIPES[args.model])
+    for key in ("epochs", "batch_size", "optimizer", "lr", "init", "seed"):
+        if getattr(args, key) is not None:
+            r[key] = getattr(args, key)
+    frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
+    config = build_config(args.model, args.weight_decay)
+    params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
+    data = load_splits(config, args.data_dir, args.dtype, args.limit)
+    adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}
+    for adapter in adapters.values():
+        adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]
+    print(f"compare {args.model} ({args.dtype}): {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
+          f"{r['epochs']} epoch(s), same initial weights and batch order in {', '.join(frameworks)}")
+    header = "epoch " + " ".join(f"{f + ' loss':>13} {f + ' acc':>12}" for f in frameworks)
+    print(header + "   largest param divergence vs numpy")
+    history: dict[str, list[dict[str, float]]] = {f: [] for f in frameworks}
+    for epoch in range(int(r["epochs"])):
+        results = {}
+        for framework, adapter in adapters.items():
+            start = time.perf_counter()
+            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]))
+            results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
+            history[framework].append(results[framework].as_dict())
+        ref_params = adapters["numpy"].params()
+        divergence = {f: max_param_divergence(a.params(), ref_params) for f, a in adapters.items()
+                      if f != "numpy"}
+        worst = max(divergence.items(), key=lambda kv: kv[1][1], default=("-", ("-", 0.0)))
+        cells = " ".join(f"{results[f].train_loss:>13.4f} {results[f].test_acc:>12.4f}" for f in frameworks)
+        print(f"{epoch + 1:>5} {cells}   {worst[0]} {worst[1][0]} {worst[1][1]:.2e}")
+        for f, (_, rel) in divergence.items():
+            history[f][-1]["max_param_divergence"] = rel
+    for framework in frameworks:
+        seconds = sum(e["seconds"] for e in history[framework])
+        print(f"{framework:<8} test accuracy {history[framework][-1]['test_acc']:.4f}  "
+              f"train time {seconds:.1f} s")
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps(history, indent=1).encode())
+        print(f"wrote {args.json}")
+    if args.plot:
+        from rosetta.plots import learning_curves
+
+        learning_curves(history, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,87 @@
+"""``rosetta eval``: test accuracy and confusion matrix; with ``all``, one weight file in all four."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from rosetta.adapters import FRAMEWORKS, make_adapter
+from rosetta.commands import formatter, model_arg
+from rosetta.commands._common import add_data_options, guarded
+from rosetta.training import load_splits
+from rosetta.weights import load_weights
+
+EPILOG = """examples:
+  rosetta eval --framework torch --model cnn --weights cnn.safetensors
+  rosetta eval --framework all --model cnn --weights cnn.safetensors --data-dir ../shared/mnist
+"""
+
+
+def framework_or_all(value: str) -> str:
+    if value != "all" and value not in FRAMEWORKS:
+        raise argparse.ArgumentTypeError(
+            f"unknown framework {value!r}; choose one of: {', '.join(FRAMEWORKS)}, all")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("eval", help="accuracy and confusion matrix, in one or all frameworks",
+                       description="Evaluate canonical weights on the MNIST test set. With --framework "
+                       "all, load the same file into all four implementations and report each "
+                       "accuracy, the share of identical predictions and the largest logit difference.",
+                       epilog=EPILOG, formatter_class=formatter())
+    p.add_argument("--framework", type=framework_or_all, required=True, help="numpy|torch|tf|chainer|all")
+    p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
+    p.add_argument("--weights", required=True, help="canonical weight file (.safetensors)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="compute dtype (default: the file's)")
+    add_data_options(p)
+    return p
+
+
+def confusion_matrix(t: np.ndarray, pred: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    return np.bincount(t * classes + pred, minlength=classes * classes).reshape(classes, classes)
+
+
+def format_confusion(cm: np.ndarray) -> str:
+    lines = ["confusion matrix (rows: true digit, columns: predicted)",
+             "      " + " ".join(f"{c:>5}" for c in range(cm.shape[1]))]
+    lines += [f"{r:>5} " + " ".join(f"{v:>5}" for v in row) for r, row in enumerate(cm)]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    return guarded("eval", lambda: _eval(args))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    params, config = load_weights(args.weights, model=args.model)
+    dtype = args.dtype or str(next(iter(params.values())).dtype)
+    params = {n: v.astype(dtype) for n, v in params.items()}
+    data = load_splits(config, args.data_dir, dtype, args.limit)
+    frameworks = FRAMEWORKS if args.framework == "all" else (args.framework,)
+    logits = {}
+    for framework in frameworks:
+        adapter = make_adapter(framework, config, params, dtype)
+        logits[framework] = adapter.logits(data.x_test)
+        acc = float(np.mean(np.argmax(logits[framework], axis=1) == data.t_test))
+        print(f"{framework:<8} test accuracy {acc:.4f}")
+    if len(frameworks) == 1:
+        pred = np.argmax(logits[frameworks[0]], axis=1)
+        print(format_confusion(confusion_matrix(data.t_test, pred)))
+        print(f"test accuracy: {float(np.mean(pred == data.t_test)):.4f}")
+        return 0
+    ref = logits["numpy"]
+    ref_pred = np.argmax(ref, axis=1)
+    print(f"agreement with reference_numpy over {len(ref)} test images:")
+    for framework in frameworks[1:]:
+        same = float(np.mean(np.argmax(logits[framework], axis=1) == ref_pred))
+        diff = float(np.max(np.abs(logits[framework].astype(np.float64) - ref)))
+        print(f"  {framework:<8} identical predictions {same:.4%}  largest logit difference {diff:.3g}")
+    preds = np.stack([np.argmax(v, axis=1) for v in logits.values()])
+    all_same = float(np.mean(np.all(preds == preds[0], axis=0)))
+    print(f"identical predictions in all four: {all_same:.4%}")
+    print(format_confusion(confusion_matrix(data.t_test, ref_pred)))
+    return 0
