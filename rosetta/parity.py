@@ -18,7 +18,7 @@ import numpy as np
 from rosetta.adapters import Adapter, make_adapter
 from rosetta.adapters.base import OPTIMIZERS
 from rosetta.data import batch_order, load_mnist
-from rosetta.tolerances import GROUP_FLOOR, MIN_ARGMAX_AGREEMENT, errors, tolerance
+from rosetta.tolerances import MIN_ARGMAX_AGREEMENT, errors, tolerance
 from rosetta.weights import CNNConfig, MLPConfig, ModelConfig, init_params, is_state
 
 DTYPES = ("float64", "float32")
@@ -32,11 +32,12 @@ OPTIMIZER_STEPS = 10
 # AdaGrad, RMSProp and Adam divide by sqrt(h) + eps: where a gradient element is near 0, round-off
 # in that element (which differs between frameworks' reduction orders) is amplified by up to
 # lr / eps (1e5 with the course's eps = 1e-7) into the step. The strict check therefore runs with
-# eps = 1e-3 (amplification <= 10); eps placement still matters there (inside vs outside the sqrt
+# eps = lr (amplification <= 1: eps 1e-2 for AdaGrad and RMSProp at lr 1e-2, 1e-3 for Adam at
+# lr 1e-3); eps placement still matters there (inside vs outside the sqrt
 # differs by far more than the tolerance). The course defaults run as well, against the measured
 # "optimizer_defaults" bound in the tolerance table.
 CONDITIONED_HPARAMS: dict[str, dict[str, float]] = {
-    "sgd": {}, "momentum": {}, "adagrad": {"eps": 1e-3}, "rmsprop": {"eps": 1e-3}, "adam": {"eps": 1e-3},
+    "sgd": {}, "momentum": {}, "adagrad": {"eps": 1e-2}, "rmsprop": {"eps": 1e-2}, "adam": {"eps": 1e-3},
 }
 
 
@@ -91,11 +92,11 @@ def compare(model: str, framework: str, dtype: str, quantity: str, tensor: str,
 
 def compare_dicts(model: str, framework: str, dtype: str, quantity: str,
                   actual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-                  prefix: str = "", tol_quantity: str | None = None) -> list[Record]:
+                  prefix: str = "", tol_quantity: str | None = None,
+                  round_off: frozenset[str] = frozenset()) -> list[Record]:
     """Records for every tensor of ``reference``; a tensor missing in ``actual`` fails. Each is
-    measured relative to itself, floored at GROUP_FLOOR x the group's largest value."""
-    floor = GROUP_FLOOR * max((float(np.max(np.abs(r))) for r in reference.values() if np.size(r)),
-                              default=0.0)
+    measured relative to itself; those in ``round_off`` relative to the group's largest tensor."""
+    group_max = max((float(np.max(np.abs(r))) for r in reference.values() if np.size(r)), default=0.0)
     records = []
     for name, ref in reference.items():
         if name not in actual:
@@ -103,9 +104,19 @@ def compare_dicts(model: str, framework: str, dtype: str, quantity: str,
             records.append(Record(model, framework, dtype, quantity, f"{prefix}{name} (missing)",
                                   float("inf"), float("inf"), tol, False))
             continue
+        floor = group_max if name in round_off else 0.0
         records.append(compare(model, framework, dtype, quantity, prefix + name, actual[name], ref,
                                tol_quantity, floor))
     return records
+
+
+def round_off_only(config: ModelConfig) -> frozenset[str]:
+    """Tensors whose gradient is mathematically zero: a bias feeding a train-mode BatchNorm."""
+    if not config.use_batchnorm:
+        return frozenset()
+    if isinstance(config, CNNConfig):
+        return frozenset({"conv1.b"})
+    return frozenset(f"fc{i}.b" for i in range(1, len(config.hidden_sizes) + 1))
 
 
 def first_divergence(actual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
@@ -282,7 +293,7 @@ def check_batchnorm(model: str, framework: str, dtype: str) -> list[Record]:
     for label, got, want in zip(labels, out, ref, strict=True):  # type: ignore[call-overload]
         if label is not None:
             records += compare_dicts(model, framework, dtype, "batchnorm", got, want, prefix=label,
-                                     tol_quantity="batchnorm")
+                                     round_off=round_off_only(config))
     records.append(compare(model, framework, dtype, "batchnorm", "train loss", out[2], ref[2]))  # type: ignore[index]
     records.append(compare(model, framework, dtype, "batchnorm", "train grad: x", out[4], ref[4]))  # type: ignore[index]
     return records
@@ -312,7 +323,8 @@ def check_trajectory(model: str, framework: str, dtype: str, optimizer: str, dat
     params, pred = _run_trajectory(_port(framework, config, dtype), config, dtype, (optimizer, data_dir))
     agreement = float(np.mean(pred == ref_pred))
     records = compare_dicts(model, framework, dtype, "trajectory", params, ref_params,
-                            prefix=f"{optimizer} x{TRAJECTORY_STEPS}: ")
+                            prefix=f"{optimizer} x{TRAJECTORY_STEPS}: ",
+                            tol_quantity="trajectory_adam" if optimizer == "adam" else "trajectory")
     records.append(Record(model, framework, dtype, "trajectory",
                           f"{optimizer} x{TRAJECTORY_STEPS}: argmax disagreement on 10k test",
                           1.0 - agreement, 1.0 - agreement, 1.0 - MIN_ARGMAX_AGREEMENT,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 QUANTITIES = ("logits", "loss", "activation", "grad", "grad_input", "optimizer", "optimizer_defaults",
-              "batchnorm", "dropout", "trajectory", "gradcheck")
+              "batchnorm", "dropout", "trajectory", "trajectory_adam", "gradcheck")
 
 TOLERANCES: dict[tuple[str, str], float] = {
     # Sections 1-6 of the parity suite: one forward/backward or a few optimizer steps.
@@ -25,20 +25,28 @@ TOLERANCES: dict[tuple[str, str], float] = {
     # float32 9.9e-3 (AdaGrad, CNN fc1.W).
     ("float64", "optimizer_defaults"): 1e-9,
     ("float32", "optimizer_defaults"): 5e-2,
-    # 100 SGD/Adam steps on real MNIST batches: round-off accumulates over the trajectory.
-    ("float64", "trajectory"): 1e-10,
-    ("float32", "trajectory"): 1e-3,
+    # 100 SGD/Adam steps on real MNIST batches (section 7). float64: measured worst 1.2e-14
+    # (Adam, CNN fc1.W); the bound keeps a margin of ~100x. float32 SGD: measured worst 1.0e-6.
+    ("float64", "trajectory"): 1e-12,
+    ("float32", "trajectory"): 1e-5,
+    # float32 Adam: measured worst 7.4e-2 (torch, CNN fc1.W). Why: at step 28 one conv1
+    # pre-activation lands within 1e-8 of the ReLU kink, negative in NumPy and positive in torch,
+    # so one unit's gradient differs; Adam's normalised step then turns that round-off into
+    # full-size steps. The 10k-image argmax agreement (MIN_ARGMAX_AGREEMENT) is the real check here.
+    ("float64", "trajectory_adam"): 1e-12,
+    ("float32", "trajectory_adam"): 2e-1,
     # Numerical (central difference, h=1e-5) vs analytic gradient, float64 only: the central
     # difference's truncation and cancellation error is about 1e-8 relative at best.
     ("float64", "gradcheck"): 1e-6,
 }
 
-# A tensor is compared relative to its own largest value, but never to less than this share of the
-# largest value in its group (all gradients of one backward pass, all parameters after one step).
-# Why: some tensors are mathematically zero and hold only round-off, e.g. the gradient of a bias
-# right before BatchNorm (BN subtracts the batch mean, so d loss / d b = 0): measured 1e-17 against
-# 1e-17 it reads as a 100% error although both sides agree to 1e-17 absolute.
-GROUP_FLOOR = 1e-3
+# Every tensor is compared relative to its own largest value, except tensors that are
+# mathematically zero and hold only round-off: the gradient of a bias right before a train-mode
+# BatchNorm (BN subtracts the batch mean, so d loss / d b = 0 exactly), and that bias's value after
+# optimizer steps. Measured 1e-8 against 1e-8 such a tensor reads as a 100% error although both
+# sides agree to round-off; these are compared relative to the largest tensor of their group (all
+# gradients of one backward pass, all parameters after one step). rosetta.parity.round_off_only
+# lists them.
 
 # Share of identical argmax predictions on the 10k test images after the 100-step trajectory.
 MIN_ARGMAX_AGREEMENT = 0.999

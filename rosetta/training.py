@@ -85,14 +85,18 @@ def evaluate(adapter: Adapter, data: MNISTSplits, epoch: int, train_loss: float,
 def fit(adapter: Adapter, data: MNISTSplits, epochs: int, batch_size: int, seed: int,
         start_epoch: int = 0, out: str | os.PathLike[str] | None = None,
         metadata: Mapping[str, str] | None = None, progress: bool = True,
-        on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
+        on_epoch: Callable[[EpochResult], None] | None = None,
+        lr: float | None = None, lr_decay: float = 1.0) -> list[EpochResult]:
     """Train ``epochs`` epochs; after each, evaluate and save canonical weights atomically to
-    ``out``. Ctrl-C stops after the current step and saves what was learned before re-raising."""
+    ``out``. Ctrl-C stops after the current step and saves what was learned before re-raising.
+    With ``lr``, epoch ``e`` (counted from 0) runs at ``lr * lr_decay ** e``."""
     from tqdm import tqdm
 
     history: list[EpochResult] = []
     steps = math.ceil(len(data.x_train) / batch_size)
     for epoch in range(start_epoch, start_epoch + epochs):
+        if lr is not None:
+            adapter.set_lr(epoch_lr(lr, lr_decay, epoch))
         start = time.perf_counter()
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}", disable=not progress, leave=False,
                    dynamic_ncols=True)
@@ -118,6 +122,11 @@ def fit(adapter: Adapter, data: MNISTSplits, epochs: int, batch_size: int, seed:
         if on_epoch is not None:
             on_epoch(result)
     return history
+
+
+def epoch_lr(lr: float, lr_decay: float, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 0): ``lr * lr_decay ** epoch``."""
+    return lr * lr_decay**epoch
 
 
 def _save(adapter: Adapter, out: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:

@@ -1,0 +1,5 @@
+"""The PyTorch port: the same MLP and CNN as reference_numpy/, built from torch.nn layers.
+
+Files and names follow docs/conventions.md; ``grep -rn "NOTE(framework)"`` lists every place where
+PyTorch's defaults or conventions differ from the NumPy reference and how this port bridges it.
+"""

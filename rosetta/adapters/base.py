@@ -83,6 +83,10 @@ class Adapter(ABC):
         """Create a fresh optimizer (state zeroed) with the reference hyper-parameter names."""
 
     @abstractmethod
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate of the current optimizer, keeping its state (for lr schedules)."""
+
+    @abstractmethod
     def train_step(self, x: np.ndarray, t: np.ndarray) -> float:
         """One step in train mode: forward, backward, optimizer update. Returns the loss."""
 

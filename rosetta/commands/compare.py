@@ -9,7 +9,14 @@ import time
 from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
 from rosetta.commands import formatter, model_arg
 from rosetta.commands._common import add_data_options, add_model_options, build_config, guarded
-from rosetta.training import DEFAULT_RECIPES, evaluate, load_splits, max_param_divergence, train_epoch
+from rosetta.training import (
+    DEFAULT_RECIPES,
+    epoch_lr,
+    evaluate,
+    load_splits,
+    max_param_divergence,
+    train_epoch,
+)
 from rosetta.weights import atomic_write_bytes, init_params
 
 EPILOG = """examples:
@@ -29,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr-decay", type=float, default=None, help="lr factor per epoch (1: constant)")
     add_model_options(p)
     add_data_options(p)
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS),
@@ -44,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     r = dict(DEFAULT_RECIPES[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "init", "seed"):
+    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
         if getattr(args, key) is not None:
             r[key] = getattr(args, key)
     frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
@@ -62,6 +70,7 @@ def _compare(args: argparse.Namespace) -> int:
     for epoch in range(int(r["epochs"])):
         results = {}
         for framework, adapter in adapters.items():
+            adapter.set_lr(epoch_lr(float(r["lr"]), float(r.get("lr_decay", 1.0)), epoch))  # type: ignore[arg-type]
             start = time.perf_counter()
             loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]))
             results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)

@@ -24,9 +24,9 @@ EPILOG = """examples:
   rosetta train --framework tf --model cnn --resume cnn.safetensors --epochs 2
   rosetta train --framework chainer --model mlp --limit 2000 --epochs 1     # a quick look
 
-Without options the default recipe of the model runs (Adam, lr 1e-3, batch 100; MLP 10 epochs,
-CNN 5 epochs, He init, seed 0). Same seed and options: same initial weights and batch order in
-every framework. Ctrl-C stops after the current step and saves the weights.
+Without options the default recipe of the model runs (Adam, lr 2e-3 decayed x0.7 per epoch,
+batch 100; MLP 10 epochs, CNN 6 epochs, He init, seed 0). Same seed and options: same initial
+weights and batch order in every framework. Ctrl-C stops after the current step and saves the weights.
 """
 
 
@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="multiply the learning rate by this after every epoch (1: constant)")
     add_model_options(p)
     add_data_options(p)
     p.add_argument("--out", help="canonical weights, saved atomically after every epoch")
@@ -50,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def recipe(args: argparse.Namespace) -> dict[str, object]:
     """The default recipe of the model, overridden by the given options."""
     r = dict(DEFAULT_RECIPES[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "init", "seed"):
+    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
         if getattr(args, key) is not None:
             r[key] = getattr(args, key)
     return r
@@ -75,7 +77,9 @@ def _train(args: argparse.Namespace) -> int:
     if adapter is None:
         adapter = build_adapter(args.framework, config, args.dtype, str(r["init"]), int(r["seed"]))
     adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]
-    print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']}, "
+    r.setdefault("lr_decay", 1.0)
+    print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']} "
+          f"(x{r['lr_decay']} per epoch), "
           f"batch {r['batch_size']}, {r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}, "
           f"{len(data.x_train)} train / {len(data.x_test)} test examples")
 
@@ -88,7 +92,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         history = fit(adapter, data, int(r["epochs"]), int(r["batch_size"]), int(r["seed"]),
                       start_epoch=start_epoch, out=args.out, metadata=metadata,
-                      progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch)
+                      progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch,
+                      lr=float(r["lr"]), lr_decay=float(r["lr_decay"]))  # type: ignore[arg-type]
     except TrainingDiverged as exc:
         print(f"rosetta train: error: {exc}", file=sys.stderr)
         return 1

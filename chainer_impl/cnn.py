@@ -1,0 +1,76 @@
+"""The CNN (course: SimpleConvNet) as a plain ``chainer.Chain``; input NCHW (N, 1, 28, 28)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from chainer_impl.compat import import_chainer
+from chainer_impl.layers import contiguous
+from chainer_impl.weights import load_canonical
+from rosetta.weights import CNNConfig, init_params
+
+chainer = import_chainer()
+
+import chainer.functions as F  # noqa: E402
+import chainer.links as L  # noqa: E402
+
+
+# [rosetta:cnn]
+class CNN(chainer.Chain):
+    """``conv1, [bn1], relu1, pool1, flatten, fc1, relu2, fc2``; shapes for the default config."""
+
+    def __init__(
+        self, config: CNNConfig | None = None, params: Mapping[str, np.ndarray] | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        self.config = config or CNNConfig()
+        self.dtype = np.dtype(dtype)
+        cfg = self.config
+        # NOTE(framework): links take their dtype from chainer.config.dtype (float32 by default).
+        # NOTE(framework): Chainer's default initializer (LeCun normal W) is replaced by
+        # rosetta.weights.init_params: links start at 0 (no random draw), load_canonical fills them.
+        with chainer.using_config("dtype", self.dtype), self.init_scope():
+            # [rosetta:conv]
+            # Chainer's W is OIHW, the canonical layout: loaded as is.
+            self.conv1 = L.Convolution2D(cfg.input_dim[0], cfg.filter_num, cfg.filter_size,
+                                         stride=cfg.stride, pad=cfg.pad, initialW=0, initial_bias=0)
+            # [/rosetta:conv]
+            if cfg.use_batchnorm:
+                # NOTE(framework): decay is the contract's momentum; eps default 2e-5 -> passed.
+                self.bn1 = L.BatchNormalization(cfg.filter_num, decay=cfg.bn_momentum,
+                                                eps=cfg.bn_eps, dtype=self.dtype)
+            # NOTE(framework): L.Linear stores W as (out, in); weights.py transposes it.
+            self.fc1 = L.Linear(cfg.pool_output_size, cfg.hidden_size, initialW=0, initial_bias=0)
+            self.fc2 = L.Linear(cfg.hidden_size, cfg.output_size, initialW=0, initial_bias=0)
+        # The loss layer: softmax with cross-entropy (see train.loss_fn).
+        self.last_layer = F.softmax_cross_entropy
+        load_canonical(self, params if params is not None else
+                       init_params(cfg, seed=0, scheme="he", dtype=self.dtype))
+
+    def forward(
+        self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
+    ) -> chainer.Variable | tuple[chainer.Variable, dict[str, chainer.Variable]]:
+        acts: dict[str, chainer.Variable] = {}
+        # NOTE(framework): Chainer reads train/eval (BatchNorm) from a global config.
+        with chainer.using_config("train", train):
+            acts["conv1"] = h = self.conv1(x)  # (N, 30, 24, 24)
+            if self.config.use_batchnorm:
+                # NOTE(framework): conv1's output is an NHWC-strided view; BatchNorm's float32
+                # statistics are only as accurate as the reference's on a contiguous copy.
+                h = contiguous(h)  # (N, 30, 24, 24), C-contiguous
+                acts["bn1"] = h = self.bn1(h)  # (N, 30, 24, 24)
+            acts["relu1"] = h = F.relu(h)
+            # [rosetta:pool]
+            # NOTE(framework): cover_all=False floors like the reference; Chainer's default
+            # (True) would add a row and a column for odd sizes.
+            acts["pool1"] = h = F.max_pooling_2d(h, 2, stride=2, cover_all=False)  # (N, 30, 12, 12)
+            # [/rosetta:pool]
+            acts["flatten"] = h = F.reshape(h, (h.shape[0], -1))  # (N, 4320), (C, H, W) order
+            acts["fc1"] = h = self.fc1(h)  # (N, 100)
+            acts["relu2"] = h = F.relu(h)
+            acts["fc2"] = h = self.fc2(h)  # (N, 10)
+        return (h, acts) if return_activations else h
+# [/rosetta:cnn]

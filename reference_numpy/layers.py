@@ -1,0 +1,373 @@
+"""The course's layers (DLFS common/layers.py style): ``forward`` caches what ``backward`` needs,
+``backward(dout)`` returns ``dx`` and sets the parameter gradients (``dW``, ``db``, ...).
+
+Every layer keeps the dtype of its input: float32 in, float32 out (and float32 gradients).
+Parameter arrays are shared with the model's ``params`` dict, so an optimizer's in-place update
+is seen by the layer without copying.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference_numpy.functions import logsumexp, sigmoid, softmax
+from reference_numpy.util import col2im_batched, conv_output_size, im2col, im2col_batched
+
+DROPOUT_MODES = ("inverted", "course")
+
+
+class Relu:
+    def __init__(self) -> None:
+        self.mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # x > 0 (not >= 0): the gradient at exactly 0 is 0, as in every framework.
+        self.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * self.mask
+
+
+class Sigmoid:
+    def __init__(self) -> None:
+        self.out: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        # d sigmoid / dx = y (1 - y): the forward output is all the backward needs.
+        return dout * (1.0 - self.out) * self.out
+
+
+# [rosetta:dense]
+class Affine:
+    """y = x @ W + b with W (in, out). Input of any rank is flattened to (N, in) first."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:  # noqa: N803 - the course's names
+        self.W = W
+        self.b = b
+        self.x: np.ndarray | None = None
+        self.original_x_shape: tuple[int, ...] | None = None
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)  # (N, in)
+        return self.x @ self.W + self.b  # (N, out)
+
+    def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        self.dW = self.x.T @ dout  # (in, out)
+        self.db = np.sum(dout, axis=0)  # (out,)
+        if not need_dx:  # first layer: nobody consumes dx unless the input gradient is asked for
+            return None
+        dx = dout @ self.W.T  # (N, in)
+        return dx.reshape(self.original_x_shape)  # (N, ...) as the input came
+# [/rosetta:dense]
+
+
+# [rosetta:loss]
+class SoftmaxWithLoss:
+    """Softmax + mean cross-entropy, from logits with log-sum-exp (exact for any logit size).
+
+    ``t`` holds integer labels (N,) or one-hot rows (N, K). The gradient is (softmax - onehot) / N.
+    """
+
+    def __init__(self) -> None:
+        self.loss: float | None = None
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, t: np.ndarray) -> float:
+        self.t = t.argmax(axis=1) if t.ndim == 2 else t  # one-hot (N, K) -> indices (N,)
+        n = x.shape[0]
+        self.y = softmax(x)  # (N, K)
+        picked = x[np.arange(n), self.t]  # (N,) logit of the right class
+        self.loss = float(np.mean(logsumexp(x) - picked))
+        return self.loss
+
+    def backward(self, dout: float = 1.0) -> np.ndarray:
+        n = self.y.shape[0]
+        dx = self.y.copy()
+        dx[np.arange(n), self.t] -= 1
+        return dx * (dout / n)  # (N, K)
+# [/rosetta:loss]
+
+
+class IdentityWithMSE:
+    """Identity output + mean squared error 0.5 * sum((y - t)^2) / N (regression, course ch. 5)."""
+
+    def __init__(self) -> None:
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, t: np.ndarray) -> float:
+        self.y = x
+        self.t = t
+        return float(0.5 * np.sum((x - t) ** 2) / x.shape[0])
+
+    def backward(self, dout: float = 1.0) -> np.ndarray:
+        return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+# [rosetta:conv]
+class Convolution:
+    """Cross-correlation of (N, C, H, W) with W (FN, C, KH, KW), stride and zero padding.
+
+    Implemented as one batched GEMM on im2col columns in the layout (N, C*KH*KW, OH*OW): the
+    product W (FN, C*KH*KW) @ col comes out NCHW, so no transpose follows it (see util.py).
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:  # noqa: N803
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x_shape: tuple[int, ...] | None = None
+        self.col: np.ndarray | None = None
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        fn, c, fh, fw = self.W.shape
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ValueError(f"Convolution expects (N, {c}, H, W) input, got shape {x.shape}")
+        n, _, h, w = x.shape
+        oh = conv_output_size(h, fh, self.stride, self.pad)
+        ow = conv_output_size(w, fw, self.stride, self.pad)
+        self.x_shape = x.shape
+        self.col = im2col_batched(x, fh, fw, self.stride, self.pad)  # (N, C*KH*KW, OH*OW)
+        out = np.matmul(self.W.reshape(fn, -1), self.col)  # (N, FN, OH*OW)
+        out += self.b[:, None]  # in place: the GEMM output is ours
+        return out.reshape(n, fn, oh, ow)  # (N, FN, OH, OW)
+
+    def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        fn, c, fh, fw = self.W.shape
+        n = dout.shape[0]
+        dout = dout.reshape(n, fn, -1)  # (N, FN, OH*OW)
+        self.db = np.sum(dout, axis=(0, 2))  # (FN,)
+        # dW = sum_n dout_n @ col_n^T: N small GEMMs with long inner dimension, then a sum.
+        dW = np.matmul(dout, self.col.transpose(0, 2, 1))  # (N, FN, C*KH*KW)
+        self.dW = np.sum(dW, axis=0).reshape(fn, c, fh, fw)  # (FN, C, KH, KW)
+        if not need_dx:  # first layer: skip the col2im nobody reads
+            return None
+        dcol = np.matmul(self.W.reshape(fn, -1).T, dout)  # (N, C*KH*KW, OH*OW)
+        return col2im_batched(dcol, self.x_shape, fh, fw, self.stride, self.pad)  # (N, C, H, W)
+# [/rosetta:conv]
+
+
+# [rosetta:pool]
+class MaxPooling:
+    """Max-pool, no padding, floor on odd sizes. Ties send the gradient to the first maximum in
+    row-major window order (the course's argmax).
+
+    The 2x2 stride-2 case (the models') reads the four window corners as strided views and takes
+    pairwise maxima (top row, bottom row, then both): 15x faster here than the course's im2col +
+    argmax, and 30x faster than a reshape to (N, C, H/2, 2, W/2, 2) reduced over axes (3, 5),
+    which NumPy reduces slowly. Backward turns the pairwise ">=" into routing masks, so no
+    argmax array is built. Other sizes take the course's im2col route.
+    """
+
+    def __init__(self, pool_h: int = 2, pool_w: int = 2, stride: int = 2) -> None:
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.fast = pool_h == pool_w == stride == 2
+        self.x: np.ndarray | None = None
+        self.arg_max: np.ndarray | None = None
+        self.top: np.ndarray | None = None
+        self.bottom: np.ndarray | None = None
+
+    @staticmethod
+    def _corners(x: np.ndarray) -> list[np.ndarray]:
+        oh, ow = x.shape[2] // 2, x.shape[3] // 2
+        # (0,0), (0,1), (1,0), (1,1): the window's row-major order, which fixes the tie rule.
+        return [x[:, :, i:2 * oh:2, j:2 * ow:2] for i in (0, 1) for j in (0, 1)]  # (N, C, OH, OW)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 4:
+            raise ValueError(f"MaxPooling expects (N, C, H, W) input, got shape {x.shape}")
+        self.x = x
+        if not self.fast:
+            return self._forward_im2col(x)
+        a, b, c, d = self._corners(x)
+        self.top = np.maximum(a, b)  # (N, C, H//2, W//2) max of the window's top row
+        self.bottom = np.maximum(c, d)  # (N, C, H//2, W//2) max of its bottom row
+        return np.maximum(self.top, self.bottom)  # (N, C, H//2, W//2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if not self.fast:
+            return self._backward_im2col(dout)
+        a, b, c, d = self._corners(self.x)
+        # >= keeps the earlier corner on a tie: a over b, c over d, top row over bottom row.
+        d_top = dout * (self.top >= self.bottom)
+        d_bottom = dout - d_top  # exact: each element is dout or 0
+        d_a = d_top * (a >= b)
+        d_c = d_bottom * (c >= d)
+        h, w = self.x.shape[2:]
+        # Every input pixel is a window corner when H and W are even: no zero fill needed.
+        dx = np.empty_like(self.x) if h % 2 == 0 and w % 2 == 0 else np.zeros_like(self.x)
+        dx_a, dx_b, dx_c, dx_d = self._corners(dx)  # strided views into dx
+        dx_a[...] = d_a
+        np.subtract(d_top, d_a, out=dx_b)
+        dx_c[...] = d_c
+        np.subtract(d_bottom, d_c, out=dx_d)
+        return dx
+
+    def _forward_im2col(self, x: np.ndarray) -> np.ndarray:
+        n, c, h, w = x.shape
+        oh = conv_output_size(h, self.pool_h, self.stride)
+        ow = conv_output_size(w, self.pool_w, self.stride)
+        col = im2col(x.reshape(n * c, 1, h, w), self.pool_h, self.pool_w, self.stride)  # (N*C*OH*OW, PH*PW)
+        self.arg_max = np.argmax(col, axis=1)  # (N*C*OH*OW,) first max on ties
+        out = col[np.arange(col.shape[0]), self.arg_max]  # (N*C*OH*OW,)
+        return out.reshape(n, c, oh, ow)  # (N, C, OH, OW)
+
+    def _backward_im2col(self, dout: np.ndarray) -> np.ndarray:
+        n, c, h, w = self.x.shape
+        pool_size = self.pool_h * self.pool_w
+        dcol = np.zeros((dout.size, pool_size), dtype=dout.dtype)  # (N*C*OH*OW, PH*PW)
+        dcol[np.arange(dout.size), self.arg_max] = dout.reshape(-1)  # (N*C*OH*OW,) into each argmax
+        dcol = dcol.reshape(n * c, -1, pool_size).transpose(0, 2, 1)  # (N*C, PH*PW, OH*OW)
+        dx = col2im_batched(dcol, (n * c, 1, h, w), self.pool_h, self.pool_w, self.stride)  # (N*C, 1, H, W)
+        return dx.reshape(n, c, h, w)  # (N, C, H, W)
+# [/rosetta:pool]
+
+
+class Flatten:
+    """(N, C, H, W) -> (N, C*H*W) in (C, H, W) order: the canonical row order of the next W."""
+
+    def __init__(self) -> None:
+        self.x_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)  # (N, C*H*W)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self.x_shape)  # (N, C, H, W)
+
+
+class BatchNormalization:
+    """Batch normalisation per feature (2-D input) or per channel over (N, H, W) (4-D input).
+
+    Train: batch mean and biased variance normalise; running statistics follow
+    ``running = momentum * running + (1 - momentum) * batch`` (momentum is the kept fraction;
+    PyTorch's momentum=0.1 is 1 - 0.9). The batch variance stored is unbiased (times m / (m - 1),
+    m values per feature) as in the frameworks, or biased with ``unbiased_running_var=False``
+    (the course's form). Eval: the running statistics normalise.
+    """
+
+    def __init__(
+        self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9, eps: float = 1e-5,
+        running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None,
+        unbiased_running_var: bool = True,
+    ) -> None:
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.eps = eps
+        self.unbiased_running_var = unbiased_running_var
+        self.running_mean = np.zeros_like(gamma) if running_mean is None else running_mean
+        self.running_var = np.ones_like(gamma) if running_var is None else running_var
+        self.train_flg = False
+        self.xn: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.dgamma: np.ndarray | None = None
+        self.dbeta: np.ndarray | None = None
+
+    def _axes_and_shape(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        if x.ndim == 2:
+            return (0,), (1, x.shape[1])
+        if x.ndim == 4:
+            return (0, 2, 3), (1, x.shape[1], 1, 1)
+        raise ValueError(f"BatchNormalization expects (N, D) or (N, C, H, W) input, got {x.shape}")
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        axes, shape = self._axes_and_shape(x)
+        if x.shape[1] != self.gamma.shape[0]:
+            raise ValueError(f"BatchNormalization has {self.gamma.shape[0]} features, input {x.shape}")
+        self.train_flg = train_flg
+        if train_flg:
+            mu = np.mean(x, axis=axes, keepdims=True)  # (1, D) or (1, C, 1, 1)
+            xc = x - mu
+            var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased: what normalises
+            self._update_running(mu.reshape(-1), var.reshape(-1), x.size // x.shape[1])  # (D,) or (C,)
+        else:
+            xc = x - self.running_mean.reshape(shape)  # (1, D) or (1, C, 1, 1) broadcast
+            var = self.running_var.reshape(shape)  # (1, D) or (1, C, 1, 1)
+        self.std = np.sqrt(var + self.eps)
+        self.xn = xc / self.std
+        return self.gamma.reshape(shape) * self.xn + self.beta.reshape(shape)  # (N, D) or (N, C, H, W)
+
+    def _update_running(self, mu: np.ndarray, var: np.ndarray, m: int) -> None:
+        # In place, so the arrays shared with the model's state stay the same objects.
+        if self.unbiased_running_var:
+            var = var * (m / (m - 1)) if m > 1 else var
+        self.running_mean *= self.momentum
+        self.running_mean += (1 - self.momentum) * mu
+        self.running_var *= self.momentum
+        self.running_var += (1 - self.momentum) * var
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        axes, shape = self._axes_and_shape(dout)
+        self.dbeta = np.sum(dout, axis=axes)  # (D,) or (C,)
+        self.dgamma = np.sum(dout * self.xn, axis=axes)
+        dxn = dout * self.gamma.reshape(shape)  # (N, D) or (N, C, H, W)
+        if not self.train_flg:  # eval: mean and std are constants
+            return dxn / self.std
+        # Train: mu and var depend on x; the three terms are d/dx of (x - mu) / sqrt(var + eps).
+        mean_dxn = np.mean(dxn, axis=axes, keepdims=True)
+        mean_dxn_xn = np.mean(dxn * self.xn, axis=axes, keepdims=True)
+        return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
+
+
+class Dropout:
+    """Dropout with keep-mask ``mask = rand >= ratio`` (keep probability 1 - ratio).
+
+    ``mode="inverted"`` (default, as the frameworks): train ``y = x * mask / (1 - ratio)``,
+    eval ``y = x``. ``mode="course"``: train ``y = x * mask``, eval ``y = x * (1 - ratio)``;
+    both keep the expected activation equal between train and eval, the inverted one at no
+    cost at inference. ``set_mask`` fixes the mask (bool, activation-shaped) for parity tests
+    and gradient checks; ``set_mask(None)`` returns to random masks.
+    """
+
+    def __init__(self, dropout_ratio: float = 0.5, mode: str = "inverted", seed: int | None = None) -> None:
+        if mode not in DROPOUT_MODES:
+            raise ValueError(f"unknown dropout mode {mode!r}; choose one of: {', '.join(DROPOUT_MODES)}")
+        if not 0.0 <= dropout_ratio < 1.0:
+            raise ValueError(f"dropout_ratio must be in [0, 1), got {dropout_ratio}")
+        self.dropout_ratio = dropout_ratio
+        self.mode = mode
+        self.rng = np.random.default_rng(seed)
+        self.fixed_mask: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.train_flg = False
+
+    def set_mask(self, mask: np.ndarray | None) -> None:
+        self.fixed_mask = None if mask is None else np.asarray(mask, dtype=bool)
+
+    def _scale(self) -> float:
+        return 1.0 / (1.0 - self.dropout_ratio) if self.mode == "inverted" else 1.0
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        self.train_flg = train_flg
+        if not train_flg:
+            return x if self.mode == "inverted" else x * (1.0 - self.dropout_ratio)
+        if self.fixed_mask is not None:
+            if self.fixed_mask.shape != x.shape:
+                raise ValueError(f"dropout mask has shape {self.fixed_mask.shape}, activation {x.shape}")
+            self.mask = self.fixed_mask
+        else:
+            self.mask = self.rng.random(x.shape, dtype=np.float32) >= self.dropout_ratio
+        if self.mode == "inverted":
+            return x * self.mask / (1.0 - self.dropout_ratio)
+        return x * self.mask
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if not self.train_flg:
+            return dout if self.mode == "inverted" else dout * (1.0 - self.dropout_ratio)
+        return dout * self.mask * self._scale()

@@ -1,0 +1,490 @@
+"""Benchmarks: training-step and inference time of every implementation, in alternation.
+
+What is timed: each package's own model and ``train_step`` (``reference_numpy``, ``torch_impl``,
+``tf_impl``, ``chainer_impl``) with inputs converted to the native layout once, before timing, so
+no adapter conversion is counted. ``<framework>-adapter`` times the same through the
+:class:`~rosetta.adapters.base.Adapter` (canonical NumPy in and out) to show that overhead.
+Framework idioms for contrast: ``torch-idiom`` (``nn.Sequential`` + ``torch.optim.Adam`` +
+``F.cross_entropy``), ``keras-fit`` (a compiled Keras ``Sequential``, ``train_on_batch`` and
+``predict``) and ``tf-eager`` (the TF package's step without ``tf.function``).
+
+Design (the machine may be shared): every implementation is built and warmed up first; then each
+repeat runs every implementation once, in an order rotated per repeat (round-robin), K training
+steps (batch 100, float32, Adam with the course defaults) and one inference pass over the test
+images (batches of 1000). Reported: median, min, max over repeats; ``ratio_vs_torch`` is the median
+over repeats of the paired ratio (impl / torch in the same repeat), which cancels slow drifts of
+the machine's load. ``efficiency`` = (analytic model FLOPs / measured float32 GEMM FLOP/s) / time:
+the share of a 1024x1024 ``np.matmul``'s speed the implementation reaches. Peak memory comes from
+one subprocess per implementation reporting its own ``ru_maxrss``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rosetta.adapters import FrameworkNotInstalled, adapter_class, make_adapter
+from rosetta.adapters.base import OPTIMIZER_DEFAULTS
+from rosetta.weights import MLPConfig, ModelConfig, make_config
+
+IMPLS = ("numpy", "torch", "tf", "chainer")
+IDIOMS = ("torch-idiom", "keras-fit", "tf-eager")
+ADAPTERS = tuple(f"{f}-adapter" for f in IMPLS)
+ALL_IMPLS = IMPLS + IDIOMS + ADAPTERS
+DEFAULT_IMPLS = IMPLS + IDIOMS
+FRAMEWORK_OF = {"numpy": "numpy", "torch": "torch", "tf": "tf", "chainer": "chainer",
+                "torch-idiom": "torch", "keras-fit": "tf", "tf-eager": "tf",
+                **{f"{f}-adapter": f for f in IMPLS}}
+PHASES = ("train_step", "inference")
+BATCH = 100
+INFER_BATCH = 1000
+ADAM = OPTIMIZER_DEFAULTS["adam"]
+# (impl, other, model, phase, bound): impl's median time <= bound x other's, same run.
+TARGETS: list[tuple[str, str, str, str, float]] = [
+    ("numpy", "torch", "cnn", "train_step", 1.5),
+    ("numpy", "torch", "mlp", "train_step", 1.1),
+    ("numpy", "tf", "cnn", "inference", 1.5),
+    *[(port, idiom, m, ph, 1.2) for port, idiom in (("torch", "torch-idiom"), ("tf", "keras-fit"))
+      for m in ("mlp", "cnn") for ph in PHASES],
+]
+
+
+@dataclass
+class Runner:
+    """One implementation of one model: ``step(i)`` trains on batch i, ``infer()`` the test set."""
+
+    step: Callable[[int], object]
+    infer: Callable[[], object]
+
+
+@dataclass
+class Record:
+    impl: str
+    model: str
+    phase: str
+    times: list[float] = field(default_factory=list)
+    ratio_vs_torch: float | None = None
+    efficiency: float | None = None
+    peak_mem_mb: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"impl": self.impl, "model": self.model, "phase": self.phase,
+                "median_s": statistics.median(self.times), "min_s": min(self.times),
+                "max_s": max(self.times), "repeats": len(self.times),
+                "ratio_vs_torch": self.ratio_vs_torch, "efficiency": self.efficiency,
+                "peak_mem_mb": self.peak_mem_mb}
+
+
+# --- machine ----------------------------------------------------------------------------------
+def gemm_flops(n: int = 1024, tries: int = 7) -> float:
+    """Best-of-``tries`` float32 FLOP/s of ``np.matmul`` of two n x n matrices (2 n^3 FLOPs)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    np.matmul(a, b)
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        np.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n ** 3 / best
+
+
+def thread_info(frameworks: Sequence[str] = ()) -> dict[str, object]:
+    """Thread settings that decide CPU speed: env, torch and TF (only for frameworks loaded)."""
+    info: dict[str, object] = {"cpu_count": os.cpu_count()}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):
+        info[var] = os.environ.get(var, "(unset)")
+    if "torch" in frameworks:
+        import torch
+
+        info["torch.get_num_threads"] = torch.get_num_threads()
+        info["torch.get_num_interop_threads"] = torch.get_num_interop_threads()
+    if "tf" in frameworks:
+        import tensorflow as tf
+
+        info["tf.intra_op (0 = all cores)"] = tf.config.threading.get_intra_op_parallelism_threads()
+        info["tf.inter_op (0 = auto)"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return info
+
+
+def forward_flops(config: ModelConfig) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one sample's forward pass: GEMMs and convolutions only."""
+    if isinstance(config, MLPConfig):
+        sizes = [config.input_size, *config.hidden_sizes, config.output_size]
+        return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    c_in = config.input_dim[0]
+    oh, ow = config.conv_output_hw
+    conv = 2 * config.filter_num * oh * ow * c_in * config.filter_size ** 2
+    fc = 2 * config.pool_output_size * config.hidden_size + 2 * config.hidden_size * config.output_size
+    return conv + fc
+
+
+def phase_flops(config: ModelConfig, phase: str, n: int) -> int:
+    """FLOPs of a training step of batch n (forward x 3: forward + two backward GEMMs) or of
+    inference over n images."""
+    return (3 if phase == "train_step" else 1) * n * forward_flops(config)
+
+
+# --- data -------------------------------------------------------------------------------------
+def make_data(model: str, inference_size: int, n_batches: int = 10, data_dir: str | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, t_train, x_test), float32, canonical layout: MNIST or uniform random of its shape."""
+    layout = "flat" if model == "mlp" else "NCHW"
+    if data_dir is not None:
+        from rosetta.data import load_mnist
+
+        x_train, t_train = load_mnist("train", data_dir, layout, "float32", limit=n_batches * BATCH)
+        x_test, _ = load_mnist("test", data_dir, layout, "float32", limit=inference_size)
+        return x_train, t_train, x_test
+    rng = np.random.default_rng(0)
+    shape = (784,) if model == "mlp" else (1, 28, 28)
+    x_train = rng.random((n_batches * BATCH, *shape), dtype=np.float32)
+    t_train = rng.integers(0, 10, n_batches * BATCH).astype(np.int64)
+    x_test = rng.random((inference_size, *shape), dtype=np.float32)
+    return x_train, t_train, x_test
+
+
+def _batches(x: np.ndarray, size: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[i:i + size]) for i in range(0, len(x), size)]
+
+
+# --- runners ----------------------------------------------------------------------------------
+def make_runner(impl: str, config: ModelConfig, x_train: np.ndarray, t_train: np.ndarray,
+                x_test: np.ndarray) -> Runner:
+    """Build ``impl``'s model for ``config``; inputs are converted to its native layout here."""
+    adapter_class(FRAMEWORK_OF[impl])  # FrameworkNotInstalled names the extra to install
+    xb, tb, xi = _batches(x_train, BATCH), _batches(t_train, BATCH), _batches(x_test, INFER_BATCH)
+    if impl.endswith("-adapter"):
+        adapter = make_adapter(FRAMEWORK_OF[impl], config)
+        adapter.set_optimizer("adam", **ADAM)
+        return Runner(lambda i: adapter.train_step(xb[i % len(xb)], tb[i % len(tb)]),
+                      lambda: adapter.logits(x_test, INFER_BATCH))
+    return _BUILDERS[impl](config, xb, tb, xi)
+
+
+def _numpy(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
+    from reference_numpy.cnn import CNN
+    from reference_numpy.mlp import MLP
+    from reference_numpy.optimizers import make_optimizer
+    from reference_numpy.train import train_step
+
+    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    opt = make_optimizer("adam", model, **ADAM)
+    return Runner(lambda i: train_step(model, opt, xb[i % len(xb)], tb[i % len(tb)]),
+                  lambda: [model.forward(x) for x in xi])
+
+
+def _torch(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
+    import torch
+
+    from torch_impl.cnn import CNN
+    from torch_impl.mlp import MLP
+    from torch_impl.optimizers import make_optimizer
+    from torch_impl.train import train_step
+
+    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    opt = make_optimizer("adam", model, **ADAM)
+    xs, ts, xis = ([torch.from_numpy(a) for a in group] for group in (xb, tb, xi))
+
+    def infer() -> list:
+        with torch.no_grad():
+            return [model(x, train=False) for x in xis]
+
+    return Runner(lambda i: train_step(model, opt, xs[i % len(xs)], ts[i % len(ts)]), infer)
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def _tf(config: ModelConfig, xb: list, tb: list, xi: list, eager: bool = False) -> Runner:
+    import tensorflow as tf
+
+    from tf_impl import train as tf_train
+    from tf_impl.cnn import CNN
+    from tf_impl.mlp import MLP
+    from tf_impl.optimizers import make_optimizer
+
+    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    opt = make_optimizer("adam", model, **ADAM)
+    xs = [tf.convert_to_tensor(_nhwc(a)) for a in xb]
+    ts = [tf.convert_to_tensor(a) for a in tb]
+    xis = [tf.convert_to_tensor(_nhwc(a)) for a in xi]
+    x_spec = tf_train.input_signature(model)[0]
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[x_spec])
+    if eager:  # contrast only: the package's step body without tf.function
+        step = lambda i: float(tf_train._step(model, opt, xs[i % len(xs)], ts[i % len(ts)]))  # noqa: E731
+        return Runner(step, lambda: [model(x, training=False).numpy() for x in xis])
+    return Runner(lambda i: tf_train.train_step(model, opt, xs[i % len(xs)], ts[i % len(ts)]),
+                  lambda: [forward(x).numpy() for x in xis])
+
+
+def _chainer(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
+    from chainer_impl.cnn import CNN
+    from chainer_impl.compat import import_chainer
+    from chainer_impl.mlp import MLP
+    from chainer_impl.optimizers import make_optimizer
+    from chainer_impl.train import train_step
+
+    chainer = import_chainer()
+    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    opt = make_optimizer("adam", model, **ADAM)
+
+    def infer() -> list:
+        with chainer.using_config("enable_backprop", False):
+            return [model.forward(x, train=False) for x in xi]
+
+    return Runner(lambda i: train_step(model, opt, xb[i % len(xb)], tb[i % len(tb)]), infer)
+
+
+def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    if isinstance(config, MLPConfig):
+        sizes = [config.input_size, *config.hidden_sizes, config.output_size]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        model = nn.Sequential(*layers[:-1])
+    else:
+        model = nn.Sequential(nn.Conv2d(config.input_dim[0], config.filter_num, config.filter_size),
+                              nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(config.pool_output_size, config.hidden_size), nn.ReLU(),
+                              nn.Linear(config.hidden_size, config.output_size))
+    opt = torch.optim.Adam(model.parameters(), lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]),
+                           eps=ADAM["eps"])
+    xs, ts, xis = ([torch.from_numpy(a) for a in group] for group in (xb, tb, xi))
+
+    def step(i: int) -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xs[i % len(xs)]), ts[i % len(ts)])
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def infer() -> list:
+        with torch.inference_mode():
+            return [model(x) for x in xis]
+
+    return Runner(step, infer)
+
+
+def _keras_fit(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
+    import keras
+
+    if isinstance(config, MLPConfig):
+        layers = [keras.layers.Dense(h, activation="relu") for h in config.hidden_sizes]
+        model = keras.Sequential([keras.Input((config.input_size,)), *layers,
+                                  keras.layers.Dense(config.output_size)])
+    else:
+        ch, h, w = config.input_dim
+        model = keras.Sequential([
+            keras.Input((h, w, ch)), keras.layers.Conv2D(config.filter_num, config.filter_size),
+            keras.layers.ReLU(), keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+            keras.layers.Dense(config.hidden_size, activation="relu"),
+            keras.layers.Dense(config.output_size)])
+    model.compile(optimizer=keras.optimizers.Adam(ADAM["lr"], ADAM["beta1"], ADAM["beta2"], ADAM["eps"]),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    xs = [_nhwc(a) for a in xb]
+    x_test = np.concatenate([_nhwc(a) for a in xi])
+    return Runner(lambda i: model.train_on_batch(xs[i % len(xs)], tb[i % len(tb)]),
+                  lambda: model.predict(x_test, batch_size=INFER_BATCH, verbose=0))
+
+
+_BUILDERS: dict[str, Callable[..., Runner]] = {
+    "numpy": _numpy, "torch": _torch, "tf": _tf, "chainer": _chainer,
+    "torch-idiom": _torch_idiom, "keras-fit": _keras_fit,
+    "tf-eager": lambda *a: _tf(*a, eager=True),
+}
+
+
+# --- timing -----------------------------------------------------------------------------------
+def time_runners(runners: dict[str, Runner], model: str, repeat: int, steps: int, warmup: int = 2,
+                 progress: Callable[[str], None] | None = None) -> list[Record]:
+    """Warm every runner up, then ``repeat`` rounds of all runners in rotated order."""
+    for runner in runners.values():
+        for i in range(warmup):
+            runner.step(i)
+        runner.infer()
+    names = list(runners)
+    records = {(n, ph): Record(n, model, ph) for n in names for ph in PHASES}
+    for r in range(repeat):
+        order = names[r % len(names):] + names[:r % len(names)]
+        if progress:
+            progress(f"{model} repeat {r + 1}/{repeat}")
+        for name in order:
+            start = time.perf_counter()
+            for i in range(steps):
+                runners[name].step(i)
+            records[(name, "train_step")].times.append((time.perf_counter() - start) / steps)
+        for name in order:
+            start = time.perf_counter()
+            runners[name].infer()
+            records[(name, "inference")].times.append(time.perf_counter() - start)
+    return list(records.values())
+
+
+def paired_ratio(a: Record, b: Record) -> float:
+    """Median over repeats of a's time / b's time in the same repeat."""
+    return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
+
+
+def annotate(records: list[Record], configs: dict[str, ModelConfig], gemm: float,
+             inference_size: int) -> None:
+    """Fill ratio_vs_torch and efficiency in place."""
+    by = {(r.impl, r.model, r.phase): r for r in records}
+    for r in records:
+        torch_rec = by.get(("torch", r.model, r.phase))
+        r.ratio_vs_torch = paired_ratio(r, torch_rec) if torch_rec is not None else None
+        n = BATCH if r.phase == "train_step" else inference_size
+        r.efficiency = phase_flops(configs[r.model], r.phase, n) / gemm / statistics.median(r.times)
+
+
+def check_targets(records: list[Record]) -> list[dict[str, object]]:
+    """Each target with its measured paired ratio (None when an implementation was not run)."""
+    by = {(r.impl, r.model, r.phase): r for r in records}
+    out = []
+    for impl, other, model, phase, bound in TARGETS:
+        a, b = by.get((impl, model, phase)), by.get((other, model, phase))
+        ratio = paired_ratio(a, b) if a is not None and b is not None else None
+        out.append({"impl": impl, "vs": other, "model": model, "phase": phase, "bound": bound,
+                    "ratio": ratio, "met": None if ratio is None else ratio <= bound})
+    return out
+
+
+# --- memory -----------------------------------------------------------------------------------
+def _maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def memory_probe(impl: str, model: str, steps: int, inference_size: int,
+                 data_dir: str | None = None) -> dict[str, float]:
+    """Run in a fresh process: peak RSS after import + data (baseline) and after training/inference."""
+    config = make_config(model)
+    data = make_data(model, inference_size, data_dir=data_dir)
+    adapter_class(FRAMEWORK_OF[impl])
+    baseline = _maxrss_mb()
+    runner = make_runner(impl, config, *data)
+    for i in range(max(steps, 2)):
+        runner.step(i)
+    runner.infer()
+    peak = _maxrss_mb()
+    return {"baseline_mb": baseline, "peak_mb": peak, "delta_mb": peak - baseline}
+
+
+def measure_memory(impl: str, model: str, steps: int, inference_size: int,
+                   data_dir: str | None = None, timeout: float = 600) -> dict[str, float] | None:
+    """``memory_probe`` in a subprocess (its own ru_maxrss); None if it fails."""
+    code = ("import json, sys; from rosetta.bench import memory_probe; "
+            f"print(json.dumps(memory_probe({impl!r}, {model!r}, {steps}, {inference_size}, "
+            f"{data_dir!r})))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the whole run ----------------------------------------------------------------------------
+def run_benchmark(
+    impls: Sequence[str] = DEFAULT_IMPLS, models: Sequence[str] = ("mlp", "cnn"), repeat: int = 5,
+    steps: int = 20, inference_size: int = 10_000, data_dir: str | None = None, memory: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``impls`` on ``models``; returns {"machine", "records", "targets", "skipped"}."""
+    skipped: dict[str, str] = {}
+    available = []
+    for impl in impls:
+        try:
+            adapter_class(FRAMEWORK_OF[impl])
+            available.append(impl)
+        except FrameworkNotInstalled as exc:
+            skipped[impl] = str(exc)
+    gemm = gemm_flops()
+    configs: dict[str, ModelConfig] = {m: make_config(m) for m in models}
+    records: list[Record] = []
+    for model in models:
+        data = make_data(model, inference_size, data_dir=data_dir)
+        runners = {}
+        for impl in available:
+            if progress:
+                progress(f"building {impl} {model}")
+            runners[impl] = make_runner(impl, configs[model], *data)
+        records += time_runners(runners, model, repeat, steps, progress=progress)
+        del runners
+    annotate(records, configs, gemm, inference_size)
+    if memory:
+        for model in models:
+            for impl in available:
+                if progress:
+                    progress(f"peak memory of {impl} {model} (subprocess)")
+                mem = measure_memory(impl, model, steps, inference_size, data_dir)
+                for r in records:
+                    if r.impl == impl and r.model == model and mem is not None:
+                        r.peak_mem_mb = round(mem["peak_mb"], 1)
+    machine = {"gemm_gflops_float32": gemm / 1e9, "batch_size": BATCH, "steps_per_repeat": steps,
+               "repeats": repeat, "inference_size": inference_size,
+               "data": "MNIST" if data_dir else "synthetic uniform [0, 1)",
+               "load_average": os.getloadavg(), **thread_info({FRAMEWORK_OF[i] for i in available})}
+    return {"machine": machine, "records": [r.as_dict() for r in records],
+            "targets": check_targets(records), "skipped": skipped,
+            "flops": {m: {"train_step": phase_flops(c, "train_step", BATCH),
+                          "inference": phase_flops(c, "inference", inference_size)}
+                      for m, c in configs.items()}}
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def format_table(result: dict[str, Any], markdown: bool = False) -> str:
+    """The records as a text (or markdown) table: ms, ratio to torch, efficiency, memory."""
+    head = ["model", "phase", "impl", "median ms", "min ms", "max ms", "x torch", "eff %", "peak MB"]
+    rows = []
+    for r in result["records"]:
+        ratio = "-" if r["ratio_vs_torch"] is None else f"{r['ratio_vs_torch']:.2f}"
+        mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        rows.append([r["model"], r["phase"], r["impl"], _ms(r["median_s"]), _ms(r["min_s"]),
+                     _ms(r["max_s"]), ratio, f"{100 * r['efficiency']:.1f}", mem])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    fmt = lambda row: "  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w)  # noqa: E731
+                                for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+    return "\n".join([fmt(head), "-" * len(fmt(head)), *map(fmt, rows)])
+
+
+def format_targets(result: dict[str, Any]) -> str:
+    lines = []
+    for t in result["targets"]:
+        what = f"{t['impl']} {t['model']} {t['phase']} <= {t['bound']}x {t['vs']}"
+        if t["ratio"] is None:
+            lines.append(f"  {what}: not measured")
+        else:
+            lines.append(f"  {what}: {t['ratio']:.2f}x  {'met' if t['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+__all__ = ["ALL_IMPLS", "DEFAULT_IMPLS", "IMPLS", "IDIOMS", "Record", "Runner",
+           "forward_flops", "format_table", "format_targets", "gemm_flops", "make_runner",
+           "memory_probe", "phase_flops", "run_benchmark", "thread_info", "time_runners"]

@@ -1,0 +1,77 @@
+"""``rosetta bench``: training-step and inference time of every implementation, in alternation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, format_table, format_targets, run_benchmark
+from rosetta.commands import formatter
+from rosetta.weights import atomic_write_bytes
+
+EPILOG = """examples:
+  rosetta bench                                  # all implementations, mlp and cnn, 5 x 20 steps
+  rosetta bench --model cnn --repeat 9 --json bench.json
+  rosetta bench --impl numpy --impl torch --impl torch-adapter --no-memory
+  python benchmarks/run.py                       # writes benchmarks/results.json and results.md
+
+impls: numpy torch tf chainer (each package's own model + train_step), torch-idiom (nn.Sequential +
+torch.optim.Adam), keras-fit (compiled Keras Sequential, train_on_batch/predict), tf-eager (the TF
+step without tf.function), <framework>-adapter (through the canonical Adapter interface).
+Times: training step = one batch of 100 (float32, Adam, course defaults); inference = the test set
+(10k images) in batches of 1000. Ratios are paired per repeat against torch in the same run.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("bench", help="time training steps and inference of every implementation",
+                       description="Time a training step and inference of each implementation, "
+                       "round-robin per repeat, after warm-up; report median/min/max, the ratio to "
+                       "PyTorch in the same run, the efficiency against a measured float32 GEMM and "
+                       "peak memory (one subprocess per implementation).",
+                       epilog=EPILOG, formatter_class=formatter())
+    p.add_argument("--model", choices=("mlp", "cnn", "all"), default="all", help="default: all")
+    p.add_argument("--impl", action="append", choices=ALL_IMPLS, metavar="IMPL",
+                   help=f"implementation(s), repeatable (default: {' '.join(DEFAULT_IMPLS)}); "
+                   f"choices: {', '.join(ALL_IMPLS)}")
+    p.add_argument("--repeat", type=int, default=5, help="rounds over all implementations (default 5)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per repeat (default 20)")
+    p.add_argument("--inference-size", type=int, default=10_000, help="test images (default 10000)")
+    p.add_argument("--data-dir", help="MNIST folder (default: synthetic random data of MNIST shape)")
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the peak-memory subprocesses")
+    p.add_argument("--json", metavar="PATH", help="write machine info, records and targets as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rosetta.cli import UsageError
+
+    for name in ("repeat", "steps", "inference_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.repeat < 5:
+        print(f"note: --repeat {args.repeat} < 5: a smoke run, not a measurement", file=sys.stderr)
+    models = ("mlp", "cnn") if args.model == "all" else (args.model,)
+    result = run_benchmark(args.impl or DEFAULT_IMPLS, models, args.repeat, args.steps,
+                           args.inference_size, args.data_dir, args.memory,
+                           progress=lambda s: print(f"  {s} ...", file=sys.stderr, flush=True))
+    for impl, why in result["skipped"].items():
+        print(f"skipped {impl}: {why}", file=sys.stderr)
+    machine = result["machine"]
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
+    print(format_table(result))
+    print("eff % = (model FLOPs / measured float32 GEMM FLOP/s) / time; x torch = median paired ratio")
+    print("targets (paired ratios, same run):")
+    print(format_targets(result))
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps(result, indent=1).encode())
+        print(f"wrote {args.json}")
+    if args.markdown:
+        atomic_write_bytes(args.markdown, (format_table(result, markdown=True) + "\n").encode())
+        print(f"wrote {args.markdown}")
+    if args.impl and result["skipped"]:
+        return 1
+    return 0

@@ -1,0 +1,72 @@
+"""The MLP (course: MultiLayerNet / MultiLayerNetExtend) as a torch.nn.Module."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rosetta.weights import MLPConfig, init_params
+from torch_impl.layers import Dropout
+from torch_impl.weights import load_canonical
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+# [rosetta:mlp]
+class MLP(nn.Module):
+    """``fc1, [bn1], act1, [drop1], fc2, [bn2], act2, [drop2], fc3`` with input ``(N, 784)``."""
+
+    def __init__(self, config: MLPConfig | None = None, params: dict[str, np.ndarray] | None = None,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        config = MLPConfig() if config is None else config
+        if not isinstance(config, MLPConfig):
+            raise TypeError(f"MLP needs an MLPConfig, got {type(config).__name__}")
+        self.config = config
+        # NOTE(framework): every module is built in the model dtype; nothing global
+        # (torch.set_default_dtype) is touched, so float32 and float64 models coexist.
+        torch_dtype = TORCH_DTYPES[np.dtype(dtype).name]
+        sizes = [config.input_size, *config.hidden_sizes, config.output_size]
+        self.layer_names: list[str] = []
+        for i in range(1, len(sizes)):
+            # [rosetta:dense]
+            # NOTE(framework): nn.Linear stores weight as (out, in) and computes x @ weight.T + bias;
+            # the canonical W is (in, out), so weights.py transposes it on load and dump.
+            fc = nn.Linear(sizes[i - 1], sizes[i], dtype=torch_dtype)
+            # [/rosetta:dense]
+            self._add(f"fc{i}", fc)
+            if i == len(sizes) - 1:
+                break  # the last affine layer feeds the loss directly
+            if config.use_batchnorm:
+                # NOTE(framework): torch's momentum weights the *batch* statistic
+                # (running = (1 - m) * running + m * batch), the reference's the running one,
+                # so torch momentum = 1 - bn_momentum. torch already updates running_var with the
+                # unbiased batch variance and normalises with the biased one, as the contract does.
+                self._add(f"bn{i}", nn.BatchNorm1d(sizes[i], eps=config.bn_eps,
+                                                   momentum=1.0 - config.bn_momentum, dtype=torch_dtype))
+            self._add(f"act{i}", nn.ReLU() if config.activation == "relu" else nn.Sigmoid())
+            if config.dropout_ratio > 0:
+                self._add(f"drop{i}", Dropout(config.dropout_ratio))
+        # Softmax with cross-entropy on the logits, mean over the batch (see train.loss_fn).
+        self.last_layer = nn.CrossEntropyLoss(reduction="mean")
+        if params is None:
+            params = init_params(config, seed=0, scheme="he", dtype=dtype)
+        load_canonical(self, params)
+
+    def _add(self, name: str, layer: nn.Module) -> None:
+        setattr(self, name, layer)
+        self.layer_names.append(name)
+
+    def forward(self, x: torch.Tensor, train: bool = False, return_activations: bool = False,
+                ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # NOTE(framework): BatchNorm and Dropout read torch's module-wide train/eval flag;
+        # the contract's per-call ``train`` argument sets it.
+        if self.training != train:
+            self.train(train)
+        activations: dict[str, torch.Tensor] = {}
+        # One layer per iteration, in the order of layer_names: fc1, bn1, act1, drop1, ..., fc3.
+        for name in self.layer_names:
+            x = activations[name] = getattr(self, name)(x)  # (N, hidden_sizes[i]) ... (N, 10)
+        return (x, activations) if return_activations else x
+# [/rosetta:mlp]

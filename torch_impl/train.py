@@ -1,0 +1,38 @@
+"""The loss and one training step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
+    """Every canonical ``.W`` (affine and conv weights): the tensors the L2 penalty covers."""
+    return [m.weight for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+
+# [rosetta:loss]
+def loss_fn(model: nn.Module, logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2 (labels: class indices)."""
+    # Softmax with cross-entropy fused on the logits (log-softmax: no exp overflow, no log(0)).
+    loss = model.last_layer(logits, t)
+    weight_decay = model.config.weight_decay
+    if weight_decay:
+        # NOTE(framework): the L2 term is part of the loss (autograd adds weight_decay * W to each
+        # gradient), not torch.optim's weight_decay option, so every optimizer sees the same grads.
+        loss = loss + 0.5 * weight_decay * sum(w.square().sum() for w in weight_matrices(model))
+    return loss
+# [/rosetta:loss]
+
+
+# [rosetta:train-step]
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, t: torch.Tensor,
+               ) -> float:
+    """Forward in train mode, backward, one optimizer update; returns the loss before the update."""
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(x, train=True)
+    loss = loss_fn(model, logits, t)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+# [/rosetta:train-step]
