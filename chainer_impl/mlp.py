@@ -33,7 +33,7 @@ class MLP(chainer.Chain):
         self.n_layers = len(sizes) - 1
         self.activation = F.relu if cfg.activation == "relu" else F.sigmoid
         # NOTE(framework): links take their dtype from chainer.config.dtype (float32 by default).
-        # NOTE(framework): Chainer's default initializer (LeCun normal W) is replaced by
+        # NOTE(framework): init-defaults: Chainer's default initializer (LeCun normal W) is replaced by
         # rosetta.weights.init_params: links start at 0 (no random draw), load_canonical fills them.
         with chainer.using_config("dtype", self.dtype), self.init_scope():
             for i in range(1, len(sizes)):

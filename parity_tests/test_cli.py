@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import require_framework
+
 from rosetta.cli import main
 from rosetta.weights import CNNConfig, MLPConfig, init_params, load_weights, read_metadata, save_weights
 
@@ -101,7 +101,8 @@ def test_resume_continues_epochs(capsys: pytest.CaptureFixture[str], tmp_path: P
     path = tmp_path / "w.safetensors"
     common = ["--framework", "numpy", "--model", "mlp", "--limit", "500", "--data-dir", str(mnist_dir)]
     assert run_cli(capsys, "train", *common, "--epochs", "1", "--out", str(path))[0] == 0
-    code, out, _ = run_cli(capsys, "train", *common, "--epochs", "1", "--resume", str(path), "--out", str(path))
+    code, out, _ = run_cli(capsys, "train", *common, "--epochs", "1", "--resume", str(path),
+                           "--out", str(path))
     assert code == 0 and "epoch   2" in out and read_metadata(path)["epoch"] == "2"
 
 
@@ -116,7 +117,8 @@ def test_eval_all_agrees(capsys: pytest.CaptureFixture[str], tmp_path: Path, mni
     assert out.count("test accuracy") == 4 and "identical predictions in all four: 100.0000%" in out
 
 
-def test_compare_plots_four_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path, mnist_dir: Path) -> None:
+def test_compare_plots_four_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                  mnist_dir: Path) -> None:
     for framework in ("torch", "tf", "chainer"):
         require_framework(framework)
     png, history = tmp_path / "curves.png", tmp_path / "history.json"
@@ -145,7 +147,8 @@ def test_parity_subset_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "--framework", "jax", "--model", "mlp"], "unknown framework 'jax'; choose one of: numpy, torch"),
+    (["train", "--framework", "jax", "--model", "mlp"],
+     "unknown framework 'jax'; choose one of: numpy, torch"),
     (["train", "--framework", "torch", "--model", "rnn"], "unknown model 'rnn'; choose one of: mlp, cnn"),
     (["eval", "--framework", "mxnet", "--model", "mlp", "--weights", "w"], "numpy, torch, tf, chainer, all"),
 ])
@@ -154,7 +157,8 @@ def test_unknown_choices_exit_2(capsys: pytest.CaptureFixture[str], argv: list[s
     assert code == 2 and message in err
 
 
-def test_wrong_model_weights_named(capsys: pytest.CaptureFixture[str], tmp_path: Path, mnist_dir: Path) -> None:
+def test_wrong_model_weights_named(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                   mnist_dir: Path) -> None:
     path = tmp_path / "mlp.safetensors"
     save_weights(path, init_params(MLPConfig()), MLPConfig())
     code, _, err = run_cli(capsys, "eval", "--framework", "numpy", "--model", "cnn", "--weights", str(path),

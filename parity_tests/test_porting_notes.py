@@ -1,7 +1,6 @@
 """Every section of docs/porting.md is referenced by at least one ``NOTE(framework)`` comment in
 the four packages or rosetta/: by its slug, or by the regex mapped to it below (the notes predate
-the slugs). A section without a note is listed in MISSING_NOTES with the file where one belongs;
-its test is a strict xfail, so adding the note turns it into a failure that asks to drop the entry.
+the slugs).
 """
 
 from __future__ import annotations
@@ -36,22 +35,6 @@ NOTE_PATTERNS: dict[str, str] = {
     "label-dtypes": r"int32 labels",
     "chainer-cover-all": r"cover_all",
 }
-
-# slug -> where a NOTE(framework) belongs (none exists yet; the ports are not this file's to edit)
-MISSING_NOTES: dict[str, str] = {
-    "maxpool-ties": "reference_numpy/layers.py (MaxPooling: first maximum wins a tie, as torch/TF/Chainer)",
-    "softmax-ce": "tf_impl/layers.py (softmax_cross_entropy: from logits; Keras: from_logits=False)",
-    "sgd-lr": "torch_impl/optimizers.py (SGD: torch's lr defaults to 1e-3)",
-    "eps-amplification": "rosetta/parity.py (CONDITIONED_HPARAMS: round-off amplified by lr / eps)",
-    "bn-initial-var": "reference_numpy/layers.py (BatchNormalization: running_var starts at 1, course at 0)",
-    "bn-4d-axes": "torch_impl/cnn.py / reference_numpy/layers.py (per channel on 4-D, course per activation)",
-    "init-defaults": "torch_impl/mlp.py, tf_impl/mlp.py, chainer_impl/mlp.py (framework initializers "
-                     "replaced by rosetta.weights.init_params)",
-    "keras-training-flag": "tf_impl/mlp.py and tf_impl/cnn.py (forward: training= passed to every layer)",
-    "course-relu-grad": "reference_numpy/layers.py (Relu: x > 0, gradient 0 at 0; course relu_grad: 1)",
-    "course-relu-inplace": "reference_numpy/layers.py (Relu.backward: dout * mask, course mutates dout)",
-}
-
 
 def note_blocks() -> list[tuple[str, str]]:
     """(file:line, text) of every NOTE(framework): the line plus its continuation lines (comment
@@ -90,24 +73,12 @@ def covering(slug: str) -> list[str]:
 def test_every_section_is_mapped() -> None:
     slugs = set(guide_slugs())
     assert slugs, "docs/porting.md has no '## slug: title' sections"
-    unmapped = slugs - set(NOTE_PATTERNS) - set(MISSING_NOTES)
-    assert not unmapped, f"sections with neither a note pattern nor a MISSING_NOTES entry: {sorted(unmapped)}"
-    stale = (set(NOTE_PATTERNS) | set(MISSING_NOTES)) - slugs
-    assert not stale, f"entries for sections the guide no longer has: {sorted(stale)}"
-    assert not set(NOTE_PATTERNS) & set(MISSING_NOTES)
+    stale = set(NOTE_PATTERNS) - slugs
+    assert not stale, f"patterns for sections the guide no longer has: {sorted(stale)}"
 
 
-@pytest.mark.parametrize("slug", sorted(NOTE_PATTERNS))
+@pytest.mark.parametrize("slug", guide_slugs())
 def test_section_has_a_note(slug: str) -> None:
-    assert covering(slug), (f"no NOTE(framework) comment matches section {slug!r} "
-                            f"(pattern {NOTE_PATTERNS[slug]!r}) in {', '.join(SCANNED)}")
-
-
-@pytest.mark.parametrize("slug", sorted(MISSING_NOTES))
-def test_missing_note_is_still_missing(slug: str) -> None:
-    """A section known to lack a note: once one is added (slug in a NOTE(framework) comment or a
-    pattern in NOTE_PATTERNS), move it from MISSING_NOTES to NOTE_PATTERNS."""
-    found = covering(slug)
-    if not found:
-        pytest.xfail(f"section {slug!r} has no NOTE(framework) yet; one belongs in {MISSING_NOTES[slug]}")
-    pytest.fail(f"section {slug!r} is now covered by {found}: move it out of MISSING_NOTES")
+    pattern = NOTE_PATTERNS.get(slug, slug)
+    assert covering(slug), (f"no NOTE(framework) comment names section {slug!r} or matches "
+                            f"{pattern!r} in {', '.join(SCANNED)}")

@@ -21,11 +21,14 @@ class Relu:
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # x > 0 (not >= 0): the gradient at exactly 0 is 0, as in every framework.
+        # NOTE(framework): course-relu-grad: x > 0 (not >= 0), so the gradient at exactly 0 is 0,
+        # as in torch, TF and Chainer (a course relu_grad written with x >= 0 gives 1 there).
         self.mask = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        # NOTE(framework): course-relu-inplace: a new array; the course's dout[mask] = 0 overwrote
+        # the caller's dout in place (frameworks never mutate an incoming gradient).
         return dout * self.mask
 
 
@@ -164,6 +167,9 @@ class MaxPooling:
     """Max-pool, no padding, floor on odd sizes. Ties send the gradient to the first maximum in
     row-major window order (the course's argmax).
 
+    NOTE(framework): maxpool-ties: torch, TF and Chainer also route a tie's gradient to one
+    (the first) maximum; a hand-written ``x == max`` mask would hand it to every tied input.
+
     The 2x2 stride-2 case (the models') reads the four window corners as strided views and takes
     pairwise maxima (top row, bottom row, then both): 15x faster here than the course's im2col +
     argmax, and 30x faster than a reshape to (N, C, H/2, 2, W/2, 2) reduced over axes (3, 5),
@@ -271,6 +277,8 @@ class BatchNormalization:
         self.momentum = momentum
         self.eps = eps
         self.unbiased_running_var = unbiased_running_var
+        # NOTE(framework): bn-initial-var: running_var starts at 1 as in torch, Keras and Chainer;
+        # the course's BatchNormalization starts it at 0.
         self.running_mean = np.zeros_like(gamma) if running_mean is None else running_mean
         self.running_var = np.ones_like(gamma) if running_var is None else running_var
         self.train_flg = False
@@ -283,6 +291,8 @@ class BatchNormalization:
         if x.ndim == 2:
             return (0,), (1, x.shape[1])
         if x.ndim == 4:
+            # NOTE(framework): bn-4d-axes: per channel over (N, H, W) like BatchNorm2d; the course
+            # flattens 4-D input to (N, C*H*W) and normalises every activation separately.
             return (0, 2, 3), (1, x.shape[1], 1, 1)
         raise ValueError(f"BatchNormalization expects (N, D) or (N, C, H, W) input, got {x.shape}")
 

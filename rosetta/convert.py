@@ -401,7 +401,7 @@ def _from_chainer(path: str | os.PathLike[str], config: ModelConfig, meta: Mappi
     expected = {k: tuple(np.shape(v)) for k, v in serializer.target.items()}
     canonical = {f"{layer}/{attr}": n for n, layer, attr, _ in conversions(config)}
     _check_shapes(path, expected, found, config, lambda n: f"canonical {canonical.get(n, n)!r}")
-    # NOTE: chainer.serializers.load_npz opens the file with allow_pickle=True; its deserializer
+    # NOTE: chainer.serializers.load_npz opens the file with pickle allowed; its deserializer
     # over the arrays np.load read with allow_pickle=False does the same loading without pickle.
     chainer.serializers.NpzDeserializer(arrays).load(model)
     return _finish(path, model, "chainer", config)

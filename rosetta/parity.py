@@ -29,8 +29,8 @@ TRAJECTORY_OPTIMIZERS = ("sgd", "adam")
 TRAJECTORY_STEPS = 100
 TRAJECTORY_BATCH = 100
 OPTIMIZER_STEPS = 10
-# AdaGrad, RMSProp and Adam divide by sqrt(h) + eps: where a gradient element is near 0, round-off
-# in that element (which differs between frameworks' reduction orders) is amplified by up to
+# NOTE(framework): eps-amplification: AdaGrad, RMSProp and Adam divide by sqrt(h) + eps:
+# where a gradient element is near 0, round-off in that element (which differs between frameworks' reduction orders) is amplified by up to
 # lr / eps (1e5 with the course's eps = 1e-7) into the step. The strict check therefore runs with
 # eps = lr (amplification <= 1: eps 1e-2 for AdaGrad and RMSProp at lr 1e-2, 1e-3 for Adam at
 # lr 1e-3); eps placement still matters there (inside vs outside the sqrt

@@ -24,6 +24,8 @@ class MLP(nn.Module):
         if not isinstance(config, MLPConfig):
             raise TypeError(f"MLP needs an MLPConfig, got {type(config).__name__}")
         self.config = config
+        # NOTE(framework): init-defaults: torch's own init (Kaiming-uniform, a=sqrt(5)) is
+        # overwritten: the model loads rosetta.weights.init_params (He by default).
         # NOTE(framework): every module is built in the model dtype; nothing global
         # (torch.set_default_dtype) is touched, so float32 and float64 models coexist.
         torch_dtype = TORCH_DTYPES[np.dtype(dtype).name]

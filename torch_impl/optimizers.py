@@ -17,6 +17,7 @@ from torch import nn
 class SGD(torch.optim.SGD):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01) -> None:
         # W <- W - lr * g
+        # NOTE(framework): sgd-lr: torch.optim.SGD's lr defaults to 1e-3; the course's is 0.01.
         super().__init__(params, lr=lr)
 # [/rosetta:opt-sgd]
 
