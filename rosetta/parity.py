@@ -29,13 +29,13 @@ TRAJECTORY_OPTIMIZERS = ("sgd", "adam")
 TRAJECTORY_STEPS = 100
 TRAJECTORY_BATCH = 100
 OPTIMIZER_STEPS = 10
-# NOTE(framework): eps-amplification: AdaGrad, RMSProp and Adam divide by sqrt(h) + eps:
-# where a gradient element is near 0, round-off in that element (which differs between frameworks' reduction orders) is amplified by up to
-# lr / eps (1e5 with the course's eps = 1e-7) into the step. The strict check therefore runs with
-# eps = lr (amplification <= 1: eps 1e-2 for AdaGrad and RMSProp at lr 1e-2, 1e-3 for Adam at
-# lr 1e-3); eps placement still matters there (inside vs outside the sqrt
-# differs by far more than the tolerance). The course defaults run as well, against the measured
-# "optimizer_defaults" bound in the tolerance table.
+# NOTE(framework): eps-amplification: AdaGrad, RMSProp and Adam divide by sqrt(h) + eps.
+# Where a gradient element is near 0, its round-off (which differs between the frameworks'
+# reduction orders) is amplified by up to lr / eps (1e5 with the course's eps = 1e-7) into the
+# step. The strict check therefore runs with eps = lr (amplification <= 1: eps 1e-2 for AdaGrad
+# and RMSProp at lr 1e-2, 1e-3 for Adam at lr 1e-3); eps placement still matters there (inside
+# vs outside the sqrt differs by far more than the tolerance). The course defaults run as well,
+# against the measured "optimizer_defaults" bound in the tolerance table.
 CONDITIONED_HPARAMS: dict[str, dict[str, float]] = {
     "sgd": {}, "momentum": {}, "adagrad": {"eps": 1e-2}, "rmsprop": {"eps": 1e-2}, "adam": {"eps": 1e-3},
 }
