@@ -53,24 +53,24 @@ class CNN(chainer.Chain):
     def forward(
         self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
     ) -> chainer.Variable | tuple[chainer.Variable, dict[str, chainer.Variable]]:
-        acts: dict[str, chainer.Variable] = {}
+        a: dict[str, chainer.Variable] = {}
         # NOTE(framework): Chainer reads train/eval (BatchNorm) from a global config.
         with chainer.using_config("train", train):
-            acts["conv1"] = h = self.conv1(x)  # (N, 30, 24, 24)
+            x = a["conv1"] = self.conv1(x)  # (N, 30, 24, 24)
             if self.config.use_batchnorm:
                 # NOTE(framework): conv1's output is an NHWC-strided view; BatchNorm's float32
                 # statistics are only as accurate as the reference's on a contiguous copy.
-                h = contiguous(h)  # (N, 30, 24, 24), C-contiguous
-                acts["bn1"] = h = self.bn1(h)  # (N, 30, 24, 24)
-            acts["relu1"] = h = F.relu(h)
+                x = contiguous(x)  # (N, 30, 24, 24), C-contiguous
+                x = a["bn1"] = self.bn1(x)  # (N, 30, 24, 24), per channel over (N, H, W)
+            x = a["relu1"] = F.relu(x)  # (N, 30, 24, 24)
             # [rosetta:pool]
             # NOTE(framework): cover_all=False floors like the reference; Chainer's default
             # (True) would add a row and a column for odd sizes.
-            acts["pool1"] = h = F.max_pooling_2d(h, 2, stride=2, cover_all=False)  # (N, 30, 12, 12)
+            x = a["pool1"] = F.max_pooling_2d(x, 2, stride=2, cover_all=False)  # (N, 30, 12, 12)
             # [/rosetta:pool]
-            acts["flatten"] = h = F.reshape(h, (h.shape[0], -1))  # (N, 4320), (C, H, W) order
-            acts["fc1"] = h = self.fc1(h)  # (N, 100)
-            acts["relu2"] = h = F.relu(h)
-            acts["fc2"] = h = self.fc2(h)  # (N, 10)
-        return (h, acts) if return_activations else h
+            x = a["flatten"] = F.reshape(x, (x.shape[0], -1))  # (N, 4320) in (C, H, W) order
+            x = a["fc1"] = self.fc1(x)  # (N, 100)
+            x = a["relu2"] = F.relu(x)  # (N, 100)
+            x = a["fc2"] = self.fc2(x)  # (N, 10)
+        return (x, a) if return_activations else x
 # [/rosetta:cnn]

@@ -74,16 +74,14 @@ class CNN(Network):
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         x = self._check_input(x, self.config.input_dim)  # (N, 1, 28, 28)
         a: dict[str, np.ndarray] = {}
-        a["conv1"] = self.conv1.forward(x)  # (N, 30, 24, 24)
-        h = a["conv1"]
+        x = a["conv1"] = self.conv1.forward(x)  # (N, 30, 24, 24)
         if self.config.use_batchnorm:
-            a["bn1"] = self.bn1.forward(h, train)  # (N, 30, 24, 24) per-channel statistics
-            h = a["bn1"]
-        a["relu1"] = self.relu1.forward(h)  # (N, 30, 24, 24)
-        a["pool1"] = self.pool1.forward(a["relu1"])  # (N, 30, 12, 12)
-        a["flatten"] = self.flatten.forward(a["pool1"])  # (N, 4320) in (C, H, W) order
-        a["fc1"] = self.fc1.forward(a["flatten"])  # (N, 100)
-        a["relu2"] = self.relu2.forward(a["fc1"])  # (N, 100)
-        a["fc2"] = self.fc2.forward(a["relu2"])  # (N, 10)
-        return (a["fc2"], a) if return_activations else a["fc2"]
+            x = a["bn1"] = self.bn1.forward(x, train)  # (N, 30, 24, 24), per channel over (N, H, W)
+        x = a["relu1"] = self.relu1.forward(x)  # (N, 30, 24, 24)
+        x = a["pool1"] = self.pool1.forward(x)  # (N, 30, 12, 12)
+        x = a["flatten"] = self.flatten.forward(x)  # (N, 4320) in (C, H, W) order
+        x = a["fc1"] = self.fc1.forward(x)  # (N, 100)
+        x = a["relu2"] = self.relu2.forward(x)  # (N, 100)
+        x = a["fc2"] = self.fc2.forward(x)  # (N, 10)
+        return (x, a) if return_activations else x
 # [/rosetta:cnn]

@@ -368,6 +368,15 @@ def check_targets(records: list[Record]) -> list[dict[str, object]]:
 
 # --- memory -----------------------------------------------------------------------------------
 def _maxrss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM of /proc/self/status, because
+    ru_maxrss survives execve and would report a large parent's peak in a fresh subprocess."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 

@@ -67,14 +67,14 @@ class CNN(keras.Model):
             x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # (N, 28+2p, 28+2p, 1)
         x = a["conv1"] = self.conv1(x)  # (N, 24, 24, 30)  NOTE(framework): NHWC, TF's CPU conv layout
         if self.config.use_batchnorm:
-            x = a["bn1"] = self.bn1(x, training=train)  # per channel over (N, H, W)
-        x = a["relu1"] = self.relu1(x)
+            x = a["bn1"] = self.bn1(x, training=train)  # (N, 24, 24, 30), per channel over (N, H, W)
+        x = a["relu1"] = self.relu1(x)  # (N, 24, 24, 30)
         x = a["pool1"] = self.pool1(x)  # (N, 12, 12, 30)
         # NOTE(framework): back to NCHW before flatten so fc1.W keeps the canonical (C, H, W) rows.
         x = ops.transpose(x, (0, 3, 1, 2))  # (N, 30, 12, 12)
-        x = a["flatten"] = self.flatten(x)  # (N, 4320)
+        x = a["flatten"] = self.flatten(x)  # (N, 4320) in (C, H, W) order
         x = a["fc1"] = self.fc1(x)  # (N, 100)
-        x = a["relu2"] = self.relu2(x)
+        x = a["relu2"] = self.relu2(x)  # (N, 100)
         x = a["fc2"] = self.fc2(x)  # (N, 10)
         return (x, a) if return_activations else x
 
