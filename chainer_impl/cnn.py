@@ -27,6 +27,8 @@ class CNN(chainer.Chain):
     ) -> None:
         super().__init__()
         self.config = config or CNNConfig()
+        if not isinstance(self.config, CNNConfig):
+            raise TypeError(f"CNN needs a CNNConfig, got {type(self.config).__name__}")
         self.dtype = np.dtype(dtype)
         cfg = self.config
         # NOTE(framework): links take their dtype from chainer.config.dtype (float32 by default).
@@ -62,6 +64,8 @@ class CNN(chainer.Chain):
                 # statistics are only as accurate as the reference's on a contiguous copy.
                 x = contiguous(x)  # (N, 30, 24, 24), C-contiguous
                 x = a["bn1"] = self.bn1(x)  # (N, 30, 24, 24), per channel over (N, H, W)
+            # NOTE(framework): ReLU, reshape and pooling are functions in Chainer (F.*), not links,
+            # so relu1, pool1, flatten and relu2 are names of activations here, not attributes.
             x = a["relu1"] = F.relu(x)  # (N, 30, 24, 24)
             # [rosetta:pool]
             # NOTE(framework): cover_all=False floors like the reference; Chainer's default

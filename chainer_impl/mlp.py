@@ -27,6 +27,8 @@ class MLP(chainer.Chain):
     ) -> None:
         super().__init__()
         self.config = config or MLPConfig()
+        if not isinstance(self.config, MLPConfig):
+            raise TypeError(f"MLP needs a MLPConfig, got {type(self.config).__name__}")
         self.dtype = np.dtype(dtype)
         cfg = self.config
         sizes = [cfg.input_size, *cfg.hidden_sizes, cfg.output_size]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_framework
 
 from rosetta.bench import forward_flops, memory_probe, phase_flops
 from rosetta.cli import main
@@ -23,7 +24,7 @@ def test_flop_counts() -> None:
 
 
 def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("torch")
+    require_framework("torch")
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
     assert main(["bench", "--repeat", "1", "--steps", "1", "--inference-size", "200", "--no-memory",

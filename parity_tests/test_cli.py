@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import require_framework
 
-from rosetta.cli import main
+from rosetta.cli import COMMANDS, main
 from rosetta.weights import CNNConfig, MLPConfig, init_params, load_weights, read_metadata, save_weights
 
 
@@ -29,11 +29,11 @@ def test_console_script_help() -> None:
     exe = shutil.which("rosetta", path=str(Path(sys.executable).parent)) or shutil.which("rosetta")
     assert exe, "the console script 'rosetta' is not installed"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("env", "data", "parity", "train", "eval", "compare"):
+    for command in COMMANDS:
         assert command in out
 
 
-@pytest.mark.parametrize("command", ["env", "data", "parity", "train", "eval", "compare"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_shows_examples(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0 and "example" in out and f"rosetta {command}" in out
@@ -58,6 +58,7 @@ def test_data_missing_says_where(capsys: pytest.CaptureFixture[str], tmp_path: P
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MNIST_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "nothing").mkdir()
     code, _, err = run_cli(capsys, "data", "--data-dir", str(tmp_path / "nothing"))
     assert code == 1 and "not found" in err and "MNIST_DIR" in err and str(tmp_path / "nothing") in err
 
@@ -194,3 +195,29 @@ def test_nan_loss_stops_with_epoch_and_step(capsys: pytest.CaptureFixture[str], 
     code, _, err = run_cli(capsys, "train", "--framework", "numpy", "--model", "mlp", "--limit", "500",
                            "--data-dir", str(mnist_dir), "--optimizer", "sgd", "--lr", "1e30")
     assert code == 1 and "epoch 1, step" in err and "loss became" in err
+
+
+def test_ctrl_c_saves_and_stops(capsys: pytest.CaptureFixture[str], tmp_path: Path, mnist_dir: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the middle of an epoch: the weights learned so far are saved, exit 130."""
+    from rosetta.adapters.numpy_adapter import NumpyAdapter
+
+    calls = {"n": 0}
+    original = NumpyAdapter.train_step
+
+    def interrupted(self, x, t):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, x, t)
+
+    monkeypatch.setattr(NumpyAdapter, "train_step", interrupted)
+    path = tmp_path / "w.safetensors"
+    code, _, err = run_cli(capsys, "train", "--framework", "numpy", "--model", "mlp", "--limit", "1000",
+                           "--data-dir", str(mnist_dir), "--out", str(path))
+    assert code == 130 and "interrupted; weights saved to" in err
+    meta = read_metadata(path)
+    assert meta["interrupted"] == "1" and meta["epoch"] == "0"
+    trained, _ = load_weights(path)
+    assert not np.array_equal(trained["fc1.W"], init_params(MLPConfig())["fc1.W"])
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]

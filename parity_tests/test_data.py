@@ -80,6 +80,7 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_data_says_where(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(MNISTError) as info:
         load_mnist("train", tmp_path / "empty")
     message = str(info.value)
@@ -180,3 +181,14 @@ def test_mnist_dir_env(mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_pat
         shutil.copy(mnist_dir / (stem + ".gz"), target)
     monkeypatch.setenv("MNIST_DIR", str(target))
     assert load_mnist("test")[0].shape == (10000, 1, 28, 28)
+
+
+def test_explicit_data_dir_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(MNISTError, match="--data-dir is not a folder"):
+        load_mnist("test", tmp_path / "typo")
+
+
+def test_limit_must_be_positive(tmp_path: Path) -> None:
+    write_split(tmp_path, "test")
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        load_mnist("test", tmp_path, limit=0, verify=False)

@@ -12,9 +12,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import import_framework
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+tf = import_framework("tensorflow")
+keras = import_framework("keras")
 
 from rosetta.adapters.base import OPTIMIZER_DEFAULTS  # noqa: E402
 from rosetta.adapters.tf_adapter import TFAdapter  # noqa: E402

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import import_framework
 
-torch = pytest.importorskip("torch")
+torch = import_framework("torch")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 

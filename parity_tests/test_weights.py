@@ -236,3 +236,31 @@ def test_property_round_trip_or_documented_error(tmp_path: Path, config, data, d
     assert loaded_config == config
     for name in spec:
         assert loaded[name].tobytes() == params[name].tobytes(), name
+
+
+def test_header_not_an_object_and_folder(tmp_path: Path) -> None:
+    path = tmp_path / "list.safetensors"
+    header = b"[1, 2]"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(WeightFileError, match="not a safetensors weight file"):
+        load_weights(path)
+    with pytest.raises(WeightFileError, match="is a folder, not a weight file"):
+        load_weights(tmp_path)
+
+
+@pytest.mark.parametrize("hparams,message", [
+    ({"stride": 0}, "stride must be >= 1"),
+    ({"pad": -1}, "pad must be >= 0"),
+    ({"filter_size": 40}, "leaves no output"),
+    ({"input_dim": (1, 28)}, "input_dim must be"),
+])
+def test_bad_cnn_hparams_in_file(tmp_path: Path, hparams: dict, message: str) -> None:
+    path = _saved(tmp_path, CNNConfig())
+    meta = read_metadata(path)
+    stored = json.loads(meta["hparams"])
+    stored.update(hparams)
+    from safetensors.numpy import load_file, save_file
+
+    save_file(load_file(path), path, metadata={**meta, "hparams": json.dumps(stored)})
+    with pytest.raises(WeightFileError, match=message):
+        load_weights(path)

@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rosetta.commands._common import USER_ERRORS
+
 # Each module defines add_parser(subparsers) and run(args) -> int (the exit status).
 COMMANDS = ("env", "data", "parity", "train", "eval", "compare", "convert", "bench", "site")
 
@@ -48,10 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UsageError as exc:
         parser.exit(2, f"rosetta {args.command}: error: {exc}\n")
+    except USER_ERRORS as exc:
+        print(f"rosetta {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path the user gave: unwritable, a folder, missing parent, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rosetta {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

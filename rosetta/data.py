@@ -13,6 +13,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def default_cache_dir() -> Path:
 
 
 def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Folders searched, in order: ``data_dir``, ``$MNIST_DIR``, the user cache."""
+    """Folders searched, in order: ``data_dir``, ``$MNIST_DIR``, the user cache. An explicit
+    ``data_dir`` that is not a folder is an error, never silently skipped."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise MNISTError(f"{data_dir}: --data-dir is not a folder")
     dirs = [Path(data_dir)] if data_dir else []
     if os.environ.get("MNIST_DIR"):
         dirs.append(Path(os.environ["MNIST_DIR"]))
@@ -87,7 +91,7 @@ def read_idx_bytes(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     return raw
 
@@ -159,7 +163,7 @@ def _fetch(stem: str, mirrors: tuple[str, ...], timeout: float) -> bytes:
                 raw = response.read()
             _verify_checksum(stem, gzip.decompress(raw), Path(url))
             return raw
-        except (urllib.error.URLError, OSError, EOFError, MNISTError) as exc:
+        except (urllib.error.URLError, OSError, EOFError, zlib.error, MNISTError) as exc:
             errors.append(f"{url}: {exc}")
     raise MNISTError(f"could not download {stem}.gz from any mirror:\n  " + "\n  ".join(errors))
 
@@ -190,6 +194,8 @@ def load_mnist(
     files. ``verify`` checks the SHA-256 of files with the standard names.
     """
     _check_split(split)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
     found = find_split(split, data_dir)

@@ -21,6 +21,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from rosetta.weights import atomic_write_bytes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # framework -> (package folder, column title)
@@ -278,5 +280,5 @@ def build_site(out_dir: str | Path, parity_records: Sequence[Mapping[str, object
         raise ValueError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render_page(regions, parity_html, title), encoding="utf-8")
+    atomic_write_bytes(page, render_page(regions, parity_html, title).encode("utf-8"))
     return page

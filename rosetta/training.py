@@ -21,6 +21,14 @@ from rosetta.data import batch_order, load_mnist
 from rosetta.weights import MLPConfig, ModelConfig, save_weights
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``saved`` is the weight file written first (None without --out)."""
+
+    def __init__(self, saved: str | os.PathLike[str] | None):
+        super().__init__()
+        self.saved = saved
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
@@ -108,16 +116,16 @@ def fit(adapter: Adapter, data: MNISTSplits, epochs: int, batch_size: int, seed:
 
         try:
             loss = train_epoch(adapter, data, epoch, batch_size, seed, on_step)
+            bar.close()
+            result = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
         except KeyboardInterrupt:
             bar.close()
             if out is not None:
                 _save(adapter, out, {**dict(metadata or {}), "epoch": str(epoch), "interrupted": "1"})
-            raise
-        finally:
-            bar.close()
-        result = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
+            raise TrainingInterrupted(out) from None
         history.append(result)
         if out is not None:
+            # A Ctrl-C during this write leaves the previous file (the write is atomic).
             _save(adapter, out, {**dict(metadata or {}), "epoch": str(epoch + 1)})
         if on_epoch is not None:
             on_epoch(result)

@@ -77,6 +77,16 @@ class CNNConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dim", tuple(int(d) for d in self.input_dim))
+        if len(self.input_dim) != 3 or min(self.input_dim) < 1:
+            raise ValueError(f"input_dim must be (C, H, W) of positive sizes, got {self.input_dim}")
+        for name in ("filter_num", "filter_size", "stride", "hidden_size", "output_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pad < 0:
+            raise ValueError(f"pad must be >= 0, got {self.pad}")
+        if min(self.conv_output_hw) < 2:
+            raise ValueError(f"conv_param leaves no output after conv and 2x2 pooling "
+                             f"(conv output {self.conv_output_hw})")
 
     @property
     def conv_output_hw(self) -> tuple[int, int]:
@@ -288,6 +298,8 @@ def save_weights(
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata header of a weight file, validated for format and version."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightFileError(f"{path}: is a folder, not a weight file")
     if not path.is_file():
         raise WeightFileError(f"{path}: no such weight file")
     try:
@@ -296,6 +308,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             if n <= 0 or n > 100_000_000:
                 raise ValueError("bad header length")
             header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except OSError as exc:
+        raise WeightFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WeightFileError(f"{path}: not a safetensors weight file ({exc})") from None
     meta = header.get("__metadata__") or {}

@@ -27,6 +27,8 @@ class CNN(keras.Model):
         # dtype goes to every layer here (never a global keras.config.set_floatx).
         super().__init__(name="cnn", dtype=dtype)
         self.config = config if config is not None else CNNConfig()
+        if not isinstance(self.config, CNNConfig):
+            raise TypeError(f"CNN needs a CNNConfig, got {type(self.config).__name__}")
         c = self.config
         # [rosetta:conv]
         # Cross-correlation, kernel HWIO (canonical OIHW is transposed at load time).

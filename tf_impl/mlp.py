@@ -27,6 +27,8 @@ class MLP(keras.Model):
         # dtype goes to every layer here (never a global keras.config.set_floatx).
         super().__init__(name="mlp", dtype=dtype)
         self.config = config if config is not None else MLPConfig()
+        if not isinstance(self.config, MLPConfig):
+            raise TypeError(f"MLP needs a MLPConfig, got {type(self.config).__name__}")
         c = self.config
         sizes = [c.input_size, *c.hidden_sizes, c.output_size]
         self.layer_names: list[str] = []

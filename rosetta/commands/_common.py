@@ -13,9 +13,20 @@ from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_par
 USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError)
 
 
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DIR, then ~/.cache/mnist-rosetta)")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N train and N test examples (quick runs, tests)")
 
 

@@ -15,7 +15,14 @@ from rosetta.commands._common import (
     build_config,
     guarded,
 )
-from rosetta.training import DEFAULT_RECIPES, EpochResult, TrainingDiverged, fit, load_splits
+from rosetta.training import (
+    DEFAULT_RECIPES,
+    EpochResult,
+    TrainingDiverged,
+    TrainingInterrupted,
+    fit,
+    load_splits,
+)
 from rosetta.weights import load_weights, read_metadata
 
 EPILOG = """examples:
@@ -97,8 +104,8 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"rosetta train: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        saved = f"; weights saved to {Path(args.out)}" if args.out else ""
+    except TrainingInterrupted as exc:
+        saved = f"; weights saved to {Path(exc.saved)}" if exc.saved else ""
         print(f"rosetta train: interrupted{saved}", file=sys.stderr)
         return 130
     if args.out:
