@@ -25,6 +25,7 @@ temporary file in the target folder and are renamed into place: nothing half-wri
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -149,14 +150,16 @@ def resolve_config(
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """A temp path next to ``path`` (ending in ``suffix``) renamed onto ``path`` on success."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the result gets the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the result gets the usual permissions
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -15,6 +15,7 @@ tensor and raise :class:`WeightFileError` naming the file and the tensor. Writes
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -256,6 +257,8 @@ def validate_params(
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)

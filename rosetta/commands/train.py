@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).is_dir():
+        print(f"rosetta train: error: --out {args.out} is a folder; name a .safetensors file",
+              file=sys.stderr)
+        return 1
     r = recipe(args)
     config = build_config(args.model, args.weight_decay)
     start_epoch = 0
