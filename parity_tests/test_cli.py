@@ -191,6 +191,8 @@ def test_framework_not_installed_names_extra(capsys: pytest.CaptureFixture[str],
     assert code == 1 and "pip install 'mnist-rosetta[torch]'" in err
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_nan_loss_stops_with_epoch_and_step(capsys: pytest.CaptureFixture[str], mnist_dir: Path) -> None:
     code, _, err = run_cli(capsys, "train", "--framework", "numpy", "--model", "mlp", "--limit", "500",
                            "--data-dir", str(mnist_dir), "--optimizer", "sgd", "--lr", "1e30")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rosetta.weights import ModelConfig, param_spec, trainable_names
+from rosetta.weights import ModelConfig, param_spec, trainable_names, validate_params
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
 
@@ -96,6 +96,12 @@ class Adapter(ABC):
         None returns to random masks. Kept units are scaled by 1 / (1 - ratio)."""
 
     # --- shared helpers -----------------------------------------------------------------------
+    def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate ``params`` against the contract (WeightFileError names the tensor), then cast
+        them to the adapter's dtype: the one deliberate dtype conversion of the weights."""
+        validate_params(params, self.config)
+        return {n: np.asarray(params[n], dtype=self.dtype) for n in param_spec(self.config)}
+
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Eval-mode logits, computed in batches."""
         out = [list(self.forward(x[i:i + batch_size]).values())[-1] for i in range(0, len(x), batch_size)]

@@ -21,7 +21,7 @@ from chainer_impl.optimizers import make_optimizer  # noqa: E402
 from chainer_impl.train import loss_fn, train_step  # noqa: E402
 from chainer_impl.weights import dump_canonical, dump_canonical_grads, load_canonical  # noqa: E402
 from rosetta.adapters.base import Adapter, optimizer_hparams  # noqa: E402
-from rosetta.weights import MLPConfig, ModelConfig, param_spec  # noqa: E402
+from rosetta.weights import MLPConfig, ModelConfig  # noqa: E402
 
 
 class ChainerAdapter(Adapter):
@@ -30,19 +30,15 @@ class ChainerAdapter(Adapter):
     def __init__(self, config: ModelConfig, params: Mapping[str, np.ndarray], dtype: str = "float32"):
         super().__init__(config, params, dtype)
         model_class = MLP if isinstance(config, MLPConfig) else CNN
-        self.model = model_class(config, params=self._cast(params), dtype=self.dtype.name)
+        self.model = model_class(config, params=self._canonical(params), dtype=self.dtype.name)
         self.optimizer: chainer.Optimizer | None = None
-
-    def _cast(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # The one deliberate dtype conversion of the weights: to the adapter's dtype.
-        return {n: np.asarray(params[n], dtype=self.dtype) for n in param_spec(self.config)}
 
     def _input(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     # --- parameters ---------------------------------------------------------------------------
     def load_params(self, params: Mapping[str, np.ndarray]) -> None:
-        load_canonical(self.model, self._cast(params))
+        load_canonical(self.model, self._canonical(params))
 
     def params(self) -> dict[str, np.ndarray]:
         return dump_canonical(self.model)

@@ -12,7 +12,7 @@ from reference_numpy.optimizers import Optimizer, make_optimizer
 from reference_numpy.train import train_step
 from reference_numpy.weights import dump_canonical, load_canonical
 from rosetta.adapters.base import Adapter, optimizer_hparams
-from rosetta.weights import MLPConfig, ModelConfig, validate_params
+from rosetta.weights import MLPConfig, ModelConfig
 
 
 class NumpyAdapter(Adapter):
@@ -23,11 +23,6 @@ class NumpyAdapter(Adapter):
         model_class = MLP if isinstance(config, MLPConfig) else CNN
         self.model = model_class(config, params=self._canonical(params), dtype=self.dtype.name)
         self.optimizer: Optimizer | None = None
-
-    def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        validate_params(params, self.config)
-        # An explicit cast to the adapter's dtype; inside the model nothing changes dtype.
-        return {n: np.asarray(v, dtype=self.dtype) for n, v in params.items()}
 
     def _input(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=self.dtype)

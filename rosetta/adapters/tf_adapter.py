@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from rosetta.adapters.base import Adapter, optimizer_hparams
-from rosetta.weights import MLPConfig, ModelConfig, trainable_names, validate_params
+from rosetta.weights import MLPConfig, ModelConfig, trainable_names
 from tf_impl.cnn import CNN
 from tf_impl.layers import Dropout
 from tf_impl.mlp import MLP
@@ -39,11 +39,6 @@ class TFAdapter(Adapter):
         self._compiled: dict[tuple[str, bool, bool], Callable[..., object]] = {}
 
     # --- conversions at the boundary ----------------------------------------------------------
-    def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        validate_params(params, self.config)
-        # An explicit cast to the adapter's dtype; inside the model nothing changes dtype.
-        return {n: np.asarray(v, dtype=self.dtype) for n, v in params.items()}
-
     def _input(self, x: np.ndarray) -> tf.Tensor:
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim == 4:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rosetta.adapters.base import Adapter, optimizer_hparams
-from rosetta.weights import MLPConfig, ModelConfig, validate_params
+from rosetta.weights import MLPConfig, ModelConfig
 from torch_impl.cnn import CNN
 from torch_impl.layers import Dropout
 from torch_impl.mlp import MLP
@@ -28,11 +28,6 @@ class TorchAdapter(Adapter):
         self.optimizer: torch.optim.Optimizer | None = None
 
     # --- conversions at the boundary ----------------------------------------------------------
-    def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        validate_params(params, self.config)
-        # An explicit cast to the adapter's dtype; inside the model nothing changes dtype.
-        return {n: np.asarray(v, dtype=self.dtype) for n, v in params.items()}
-
     def _input(self, x: np.ndarray) -> torch.Tensor:
         # Canonical layout is torch's (MLP (N, 784), CNN NCHW): only the dtype may change.
         return torch.from_numpy(np.ascontiguousarray(x, dtype=self.dtype))
