@@ -25,13 +25,11 @@ temporary file in the target folder and are renamed into place: nothing half-wri
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from rosetta.weights import (
     MODEL_NAMES,
     ModelConfig,
     WeightFileError,
+    atomic_path,
     config_from_metadata,
     config_to_metadata,
     load_weights,
@@ -143,29 +142,6 @@ def resolve_config(
     if model is not None and config.name != model:
         raise WeightFileError(f"{source}: holds a {config.name!r} model, not {model!r}")
     return config
-
-
-# --- atomic writes ----------------------------------------------------------------------------
-@contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """A temp path next to ``path`` (ending in ``suffix``) renamed onto ``path`` on success."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the result gets the usual permissions
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _set_zip_comment(path: Path, meta: Mapping[str, str]) -> None:
