@@ -7,9 +7,11 @@ import os
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rosetta.adapters import FrameworkNotInstalled, adapter_class
+from rosetta.weights import CNNConfig, MLPConfig, param_spec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,3 +53,27 @@ def mnist_dir_or_skip() -> Path:
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     return mnist_dir_or_skip()
+
+
+# --- helpers the port tests share ------------------------------------------------------------
+
+PORT_CONFIGS = {
+    "mlp-bn-dropout": MLPConfig(use_batchnorm=True, dropout_ratio=0.2, weight_decay=0.1),
+    "cnn-bn": CNNConfig(use_batchnorm=True, weight_decay=0.1),
+}
+
+
+def random_params(config: MLPConfig | CNNConfig, dtype: str, seed: int = 1) -> dict[str, np.ndarray]:
+    """Canonical tensors with no symmetry to hide a transpose (running stats included)."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in param_spec(config).items():
+        value = rng.standard_normal(shape)
+        params[name] = (np.abs(value) + 0.5 if name.endswith("running_var") else value).astype(dtype)
+    return params
+
+
+def batch(config: MLPConfig | CNNConfig, dtype: str, n: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shape = (n, config.input_size) if isinstance(config, MLPConfig) else (n, *config.input_dim)
+    return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)

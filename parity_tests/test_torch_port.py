@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import import_framework
+from conftest import PORT_CONFIGS, batch, import_framework, random_params
 
 torch = import_framework("torch")
 
@@ -27,27 +27,9 @@ from torch_impl.optimizers import OPTIMIZERS, AdaGrad, Adam, Momentum, RMSProp, 
 from torch_impl.weights import dump_canonical, load_canonical, load_native_state_dict, native_state_dict  # noqa: E402,E501
 
 DTYPES = ("float32", "float64")
-CONFIGS = {
-    "mlp-bn-dropout": MLPConfig(use_batchnorm=True, dropout_ratio=0.2, weight_decay=0.1),
-    "cnn-bn": CNNConfig(use_batchnorm=True, weight_decay=0.1),
-}
+CONFIGS = PORT_CONFIGS
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-
-def random_params(config: MLPConfig | CNNConfig, dtype: str, seed: int = 1) -> dict[str, np.ndarray]:
-    """Canonical tensors with no symmetry to hide a transpose (running stats included)."""
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in param_spec(config).items():
-        value = rng.standard_normal(shape)
-        params[name] = (np.abs(value) + 0.5 if name.endswith("running_var") else value).astype(dtype)
-    return params
-
-
-def batch(config: MLPConfig | CNNConfig, dtype: str, n: int = 16, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    shape = (n, config.input_size) if isinstance(config, MLPConfig) else (n, *config.input_dim)
-    return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)
 
 
 def make_model(config: MLPConfig | CNNConfig, params: dict[str, np.ndarray], dtype: str):
