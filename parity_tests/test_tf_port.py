@@ -31,7 +31,6 @@ DTYPES = ("float32", "float64")
 CONFIGS = PORT_CONFIGS
 
 
-
 def make_model(config: MLPConfig | CNNConfig, params: dict[str, np.ndarray], dtype: str):
     return (MLP if isinstance(config, MLPConfig) else CNN)(config, params=params, dtype=dtype)
 

@@ -31,7 +31,6 @@ CONFIGS = PORT_CONFIGS
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-
 def make_model(config: MLPConfig | CNNConfig, params: dict[str, np.ndarray], dtype: str):
     return (MLP if isinstance(config, MLPConfig) else CNN)(config, params=params, dtype=dtype)
 
