@@ -138,6 +138,9 @@ def test_bad_arguments() -> None:
 def test_batch_order_is_shared_and_seeded() -> None:
     a = list(batch_order(10, 4, seed=1, epoch=0))
     assert [len(b) for b in a] == [4, 4, 2]
+    # The documented rule: default_rng(seed + epoch).permutation(n) cut into consecutive batches.
+    exact = list(batch_order(23, 5, seed=4, epoch=2))
+    assert np.array_equal(np.concatenate(exact), np.random.default_rng(6).permutation(23))
     assert sorted(np.concatenate(a).tolist()) == list(range(10))
     assert all(np.array_equal(x, y) for x, y in zip(a, batch_order(10, 4, seed=1, epoch=0), strict=True))
     assert not np.array_equal(np.concatenate(a), np.concatenate(list(batch_order(10, 4, 1, 1))))

@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 
 from reference_numpy import MLP, make_optimizer
-from reference_numpy.train import DEFAULT_RECIPES, Trainer, batch_indices, train_step
-from rosetta.data import batch_order
+from reference_numpy.train import DEFAULT_RECIPES, Trainer, train_step
 from rosetta.weights import MLPConfig
 
 SMALL = MLPConfig(input_size=12, hidden_sizes=(8,), output_size=3)
-
-
-def test_batch_order_is_the_shared_rule() -> None:
-    ours = list(batch_indices(23, 5, seed=4, epoch=2))
-    expected = np.random.default_rng(6).permutation(23)
-    assert [len(b) for b in ours] == [5, 5, 5, 5, 3]
-    assert np.array_equal(np.concatenate(ours), expected)
-    assert all(np.array_equal(a, b) for a, b in zip(ours, batch_order(23, 5, 4, 2), strict=True))
 
 
 def test_train_step_returns_loss_before_update_and_updates() -> None:

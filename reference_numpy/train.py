@@ -14,7 +14,6 @@ settles it at 98.0%.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -36,10 +35,6 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "cnn": {"optimizer": "adam", "lr": 2e-3, "lr_decay": 0.7, "batch_size": 100, "epochs": 6,
             "init": "he", "seed": 0},
 }
-
-
-# The batch order every framework shares (the rule lives in the data module).
-batch_indices = batch_order
 
 
 # [rosetta:train-step]
@@ -78,7 +73,7 @@ class Trainer:
         """One epoch at learning rate ``lr * lr_decay ** epoch``; returns its mean loss."""
         self.optimizer.lr = self.base_lr * self.lr_decay ** epoch
         losses = []
-        for idx in batch_indices(len(self.x_train), self.batch_size, self.seed, epoch):
+        for idx in batch_order(len(self.x_train), self.batch_size, self.seed, epoch):
             losses.append(train_step(self.model, self.optimizer, self.x_train[idx], self.t_train[idx]))
         self.history["train_loss"].extend(losses)
         return float(np.mean(losses))
@@ -101,49 +96,3 @@ class Trainer:
                 print(f"epoch {epoch + 1}/{self.epochs}: loss {loss:.4f} train acc {train_acc:.4f} "
                       f"test acc {test_acc:.4f} ({self.history['epoch_time'][-1]:.1f} s)", flush=True)
         return self.history
-
-
-def _load_mnist(data_dir: str, layout: str, dtype: str) -> tuple[np.ndarray, ...]:
-    from rosetta.data import load_mnist
-
-    x_train, t_train = load_mnist("train", data_dir, layout, dtype)
-    x_test, t_test = load_mnist("test", data_dir, layout, dtype)
-    return x_train, t_train, x_test, t_test
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m reference_numpy.train --model cnn --data-dir /path/to/mnist``: the recipe."""
-    from reference_numpy.cnn import CNN
-    from reference_numpy.mlp import MLP
-    from reference_numpy.weights import save
-    from rosetta.weights import init_params, make_config
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", choices=sorted(DEFAULT_RECIPES), default="mlp")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--save")
-    args = parser.parse_args(argv)
-    recipe = dict(DEFAULT_RECIPES[args.model])
-    if args.epochs is not None:
-        recipe["epochs"] = args.epochs
-    layout = "flat" if args.model == "mlp" else "NCHW"
-    x_train, t_train, x_test, t_test = _load_mnist(args.data_dir, layout, args.dtype)
-    config = make_config(args.model)
-    params = init_params(config, seed=recipe["seed"], scheme=recipe["init"], dtype=args.dtype)
-    model = (MLP if args.model == "mlp" else CNN)(config, params=params, dtype=args.dtype)
-    print(f"recipe {recipe}", flush=True)
-    trainer = Trainer(model, x_train, t_train, x_test, t_test, epochs=recipe["epochs"],
-                      batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
-                      optimizer_param={"lr": recipe["lr"]}, seed=recipe["seed"],
-                      lr_decay=recipe.get("lr_decay", 1.0))
-    start = time.perf_counter()
-    history = trainer.train()
-    print(f"final test acc {history['test_acc'][-1]:.4f} in {time.perf_counter() - start:.0f} s")
-    if args.save:
-        save(model, args.save)
-
-
-if __name__ == "__main__":
-    main()
