@@ -21,7 +21,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -366,8 +366,3 @@ def load_weights(
     if dtype is not None:
         params = {n: params[n].astype(dtype) for n in spec}
     return {n: params[n] for n in spec}, config
-
-
-def config_dict(config: ModelConfig) -> dict[str, object]:
-    """The config with its model name, for reports and JSON."""
-    return {"model": config.name, **asdict(config)}

@@ -1,14 +1,14 @@
-"""Pieces the train/eval/compare subcommands share: options, model building, error reporting."""
+"""Pieces the train/eval/compare subcommands share: options, the recipe, model building, and the
+user errors that rosetta.cli turns into one message."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 
+from reference_numpy.train import DEFAULT_RECIPES
 from rosetta.adapters import Adapter, FrameworkNotInstalled, make_adapter
 from rosetta.data import MNISTError
-from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_params, make_config
+from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_params
 
 USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError)
 
@@ -37,18 +37,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty 0.5*lambda*sum(W^2)")
 
 
-def build_config(model: str, weight_decay: float = 0.0) -> ModelConfig:
-    return make_config(model, weight_decay=weight_decay)
+def recipe(args: argparse.Namespace) -> dict[str, object]:
+    """The model's default recipe (reference_numpy/train.py), overridden by the given options."""
+    r: dict[str, object] = {"lr_decay": 1.0, **DEFAULT_RECIPES[args.model]}
+    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
+        if getattr(args, key) is not None:
+            r[key] = getattr(args, key)
+    return r
 
 
 def build_adapter(framework: str, config: ModelConfig, dtype: str, init: str, seed: int) -> Adapter:
     return make_adapter(framework, config, init_params(config, seed=seed, scheme=init, dtype=dtype), dtype)
-
-
-def guarded(command: str, body: Callable[[], int]) -> int:
-    """Run ``body``; a user error prints one message naming file, tensor or extra, exit 1."""
-    try:
-        return body()
-    except USER_ERRORS as exc:
-        print(f"rosetta {command}: error: {exc}", file=sys.stderr)
-        return 1

@@ -8,16 +8,15 @@ import time
 
 from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
 from rosetta.commands import formatter, model_arg
-from rosetta.commands._common import add_data_options, add_model_options, build_config, guarded
+from rosetta.commands._common import add_data_options, add_model_options, recipe
 from rosetta.training import (
-    DEFAULT_RECIPES,
     epoch_lr,
     evaluate,
     load_splits,
     max_param_divergence,
     train_epoch,
 )
-from rosetta.weights import atomic_write_bytes, init_params
+from rosetta.weights import atomic_write_bytes, init_params, make_config
 
 EPILOG = """examples:
   rosetta compare --model mlp --epochs 3 --plot curves.png
@@ -47,16 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    return guarded("compare", lambda: _compare(args))
-
-
-def _compare(args: argparse.Namespace) -> int:
-    r = dict(DEFAULT_RECIPES[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
-        if getattr(args, key) is not None:
-            r[key] = getattr(args, key)
+    r = recipe(args)
     frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
-    config = build_config(args.model, args.weight_decay)
+    config = make_config(args.model, weight_decay=args.weight_decay)
     params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
     adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}
@@ -70,7 +62,7 @@ def _compare(args: argparse.Namespace) -> int:
     for epoch in range(int(r["epochs"])):
         results = {}
         for framework, adapter in adapters.items():
-            adapter.set_lr(epoch_lr(float(r["lr"]), float(r.get("lr_decay", 1.0)), epoch))  # type: ignore[arg-type]
+            adapter.set_lr(epoch_lr(float(r["lr"]), float(r["lr_decay"]), epoch))  # type: ignore[arg-type]
             start = time.perf_counter()
             loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]))
             results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)

@@ -26,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def blas_info() -> str:
     """NumPy's BLAS library name and version, from its build configuration."""
-    config = getattr(np, "show_config", None) and np.__config__.CONFIG  # type: ignore[attr-defined]
-    blas = (config or {}).get("Build Dependencies", {}).get("blas", {})
+    config = getattr(np.__config__, "CONFIG", {})  # NumPy >= 1.26 keeps its build info here
+    blas = config.get("Build Dependencies", {}).get("blas", {})
     return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
 
 

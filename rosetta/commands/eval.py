@@ -8,7 +8,7 @@ import numpy as np
 
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, model_arg
-from rosetta.commands._common import add_data_options, guarded
+from rosetta.commands._common import add_data_options
 from rosetta.training import load_splits
 from rosetta.weights import load_weights
 
@@ -53,10 +53,6 @@ def format_confusion(cm: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    return guarded("eval", lambda: _eval(args))
-
-
-def _eval(args: argparse.Namespace) -> int:
     params, config = load_weights(args.weights, model=args.model)
     dtype = args.dtype or str(next(iter(params.values())).dtype)
     params = {n: v.astype(dtype) for n, v in params.items()}

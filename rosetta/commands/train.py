@@ -8,22 +8,15 @@ from pathlib import Path
 
 from rosetta.adapters import OPTIMIZERS
 from rosetta.commands import formatter, framework_arg, model_arg
-from rosetta.commands._common import (
-    add_data_options,
-    add_model_options,
-    build_adapter,
-    build_config,
-    guarded,
-)
+from rosetta.commands._common import add_data_options, add_model_options, build_adapter, recipe
 from rosetta.training import (
-    DEFAULT_RECIPES,
     EpochResult,
     TrainingDiverged,
     TrainingInterrupted,
     fit,
     load_splits,
 )
-from rosetta.weights import load_weights, read_metadata
+from rosetta.weights import load_weights, make_config, read_metadata
 
 EPILOG = """examples:
   rosetta train --framework numpy --model cnn --out cnn.safetensors
@@ -56,26 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def recipe(args: argparse.Namespace) -> dict[str, object]:
-    """The default recipe of the model, overridden by the given options."""
-    r = dict(DEFAULT_RECIPES[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
-        if getattr(args, key) is not None:
-            r[key] = getattr(args, key)
-    return r
-
-
 def run(args: argparse.Namespace) -> int:
-    return guarded("train", lambda: _train(args))
-
-
-def _train(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         print(f"rosetta train: error: --out {args.out} is a folder; name a .safetensors file",
               file=sys.stderr)
         return 1
     r = recipe(args)
-    config = build_config(args.model, args.weight_decay)
+    config = make_config(args.model, weight_decay=args.weight_decay)
     start_epoch = 0
     adapter = None
     if args.resume:
@@ -88,7 +68,6 @@ def _train(args: argparse.Namespace) -> int:
     if adapter is None:
         adapter = build_adapter(args.framework, config, args.dtype, str(r["init"]), int(r["seed"]))
     adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]
-    r.setdefault("lr_decay", 1.0)
     print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']} "
           f"(x{r['lr_decay']} per epoch), "
           f"batch {r['batch_size']}, {r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}, "
