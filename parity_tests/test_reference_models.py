@@ -175,7 +175,7 @@ def test_user_errors_raise_clear_messages() -> None:
         MLP().forward(np.zeros((2, 28, 28)))
     with pytest.raises(ValueError, match=r"CNN expects input of shape \(N, 1, 28, 28\)"):
         CNN().forward(np.zeros((2, 784)))
-    with pytest.raises(ValueError, match="activation must be 'relu' or 'sigmoid'"):
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'sigmoid', got 'tanh'"):
         MLP(MLPConfig(activation="tanh"))
     with pytest.raises(ValueError, match="no Dropout layer named 'drop1'"):
         MLP().set_dropout_masks({"drop1": np.ones((1, 100), bool)})
