@@ -7,7 +7,7 @@ import json
 import time
 
 from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
-from rosetta.commands import formatter, model_arg
+from rosetta.commands import formatter, framework_arg, model_arg
 from rosetta.commands._common import add_data_options, add_model_options, recipe
 from rosetta.training import (
     epoch_lr,
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=None, help="lr factor per epoch (1: constant)")
     add_model_options(p)
     add_data_options(p)
-    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS),
+    p.add_argument("--frameworks", nargs="+", type=framework_arg, default=list(FRAMEWORKS),
                    help="implementations to train (numpy is always the reference)")
     p.add_argument("--plot", metavar="PNG", help="learning curves, four lines per panel")
     p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation")
