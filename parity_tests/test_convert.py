@@ -56,10 +56,9 @@ def _native_logits(fmt: str, config, dtype: str, path: Path, x: np.ndarray) -> n
         model.load_weights(path)
         native_x = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return np.asarray(model(native_x, training=False))
-    from chainer_impl.compat import import_chainer
+    import chainer_impl  # the documented way (convert --help): no pickle, the NumPy 2 shim first
 
-    chainer = import_chainer()
-    chainer.serializers.load_npz(path, model)
+    chainer_impl.load_native(model, path)
     return model.forward(x, train=False).array
 
 
@@ -165,8 +164,14 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["convert", str(src), "--to", "keras", "--out", str(tmp_path / "x.h5")]) == 1
     assert ".weights.h5" in capsys.readouterr().err
     assert main(["convert", str(src), "--from", "torch", "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert "is a canonical mnist-rosetta weight file, not a torch checkpoint" in capsys.readouterr().err
+    from safetensors.numpy import save_file
+
+    save_file({"fc1.weight": np.zeros((100, 784), np.float32)}, tmp_path / "bare.safetensors")
+    assert main(["convert", str(tmp_path / "bare.safetensors"), "--from", "torch",
+                 "--out", str(tmp_path / "x.safetensors")]) == 1
     assert "carries no hyper-parameters; pass --model" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.safetensors", "w.safetensors"]
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@
   ``model.load_state_dict(safetensors.torch.load_file(path))``.
 * keras: a ``.weights.h5`` file from ``model.save_weights``; loads with ``model.load_weights(path)``.
 * chainer: an ``.npz`` from ``chainer.serializers.save_npz`` (``fc1/W`` (out, in), ``bn1/avg_var``);
-  loads with ``chainer.serializers.load_npz(path, model)``.
+  loads with ``chainer_impl.load_native(model, path)`` (Chainer's own ``load_npz`` enables pickle).
 * npz: ``np.savez`` of the canonical arrays by canonical name; ``np.load(path, allow_pickle=False)``.
 
 Going back needs the model's hyper-parameters (activation, dropout, BatchNorm momentum ... are not
@@ -19,13 +19,16 @@ visible in the tensors). Every native file carries them, where its own loader ne
 
 When converting back, the hyper-parameters come from ``--hparams-from W.safetensors`` (a canonical
 file) if given, else from the embedded metadata, else from ``--model`` with default
-hyper-parameters; every tensor's name and shape is then checked against that model. Writes go to a
-temporary file in the target folder and are renamed into place: nothing half-written is left.
+hyper-parameters; every tensor's name, shape and dtype is then checked against that model before
+the framework's loader sees the file (no loader casts silently, none allocates what a crafted file
+declares). Writes go to a temporary file in the target folder and are renamed into place: nothing
+half-written is left.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -39,15 +42,20 @@ from rosetta import registry
 from rosetta.weights import (
     FORMAT_VERSION,
     LAYOUT,
-    MODEL_NAMES,
+    MAX_PARAMETERS,
+    MAX_TENSORS,
+    SAFETENSORS_DTYPES,
     ModelConfig,
     WeightFileError,
     atomic_path,
+    config_from_file,
     config_from_metadata,
     config_to_metadata,
+    json_loads,
     load_weights,
     param_spec,
     read_metadata,
+    read_safetensors_header,
     save_weights,
     validate_params,
 )
@@ -85,41 +93,63 @@ def native_metadata(fmt: str, config: ModelConfig, dtype: np.dtype) -> dict[str,
 
 
 def _config_from(meta: Mapping[str, str], source: str) -> ModelConfig:
-    if meta.get("model") not in MODEL_NAMES:
-        raise WeightFileError(f"{source}: unknown model {meta.get('model')!r} in metadata")
-    try:
-        return config_from_metadata(str(meta["model"]), json.loads(meta.get("hparams", "{}")))
-    except (TypeError, ValueError) as exc:
-        raise WeightFileError(f"{source}: bad hyper-parameters in metadata ({exc})") from None
+    return config_from_file(str(meta.get("model")), meta.get("hparams"), source)
+
+
+MAX_ATTR_BYTES = 1 << 20  # the metadata JSON is under 1 kB
 
 
 def read_native_metadata(path: str | os.PathLike[str], fmt: str) -> dict[str, str] | None:
     """The embedded metadata of a native file, or None when it carries none."""
     path = Path(path)
+    _check_input(path)
+    source = os.fspath(path)
     try:
         if fmt == "torch":
-            from safetensors import safe_open
-
-            with safe_open(os.fspath(path), framework="numpy") as f:
-                meta = f.metadata() or {}
+            _, meta = read_safetensors_header(path)
         elif fmt == "keras":
             import h5py
 
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get(H5_ATTR)
-            meta = json.loads(raw) if raw is not None else {}
+            if isinstance(raw, bytes):
+                raw = raw.decode("utf-8")
+            if raw is not None and not isinstance(raw, str):
+                raise WeightFileError(f"{path}: HDF5 attribute {H5_ATTR!r} is {type(raw).__name__}, "
+                                      "expected a JSON string")
+            if raw is not None and len(raw) > MAX_ATTR_BYTES:
+                raise WeightFileError(f"{path}: HDF5 attribute {H5_ATTR!r} is longer than "
+                                      f"{MAX_ATTR_BYTES} characters")
+            meta = json_loads(raw, source, f"HDF5 attribute {H5_ATTR!r}") if raw is not None else {}
         else:
             with zipfile.ZipFile(path) as z:
-                meta = json.loads(z.comment.decode()) if z.comment else {}
+                comment = z.comment
+            meta = json_loads(comment, source, "the .npz comment") if comment else {}
+    except WeightFileError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader error means "not a readable file"
         raise WeightFileError(f"{path}: cannot read as a {fmt} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != NATIVE_FORMAT_TAG:
+        if isinstance(meta, dict) and meta.get("format") == "mnist-rosetta":
+            raise WeightFileError(f"{path}: is a canonical mnist-rosetta weight file, not a {fmt} "
+                                  f"checkpoint (convert it with --to {fmt})")
         return None
     if meta.get("native") not in (None, fmt):
         raise WeightFileError(f"{path}: is a {meta.get('native')!r} checkpoint, not {fmt!r} "
                               f"(use --from {meta.get('native')})")
-    return {str(k): str(v) for k, v in meta.items()}
+    bad = [k for k, v in meta.items() if not isinstance(v, str)]
+    if bad:
+        raise WeightFileError(f"{path}: metadata {bad[0]!r} is {type(meta[bad[0]]).__name__}, "
+                              "expected a string")
+    return dict(meta)
+
+
+def _check_input(path: Path) -> None:
+    if path.is_dir():
+        raise WeightFileError(f"{path}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise WeightFileError(f"{path}: no such file")
 
 
 def resolve_config(
@@ -188,14 +218,74 @@ def _check_shapes(path: str | os.PathLike[str], expected: Mapping[str, tuple[int
                                   f"{tuple(found[name])}, expected {tuple(shape)} for {what}")
 
 
-def _dtype_of(meta_dtype: str | None, arrays: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
-    if meta_dtype in ("float32", "float64"):
+def _dtype_of(meta_dtype: str | None, dtypes: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
+    """The model dtype: the metadata's, else the first float32/float64 tensor's (``dtypes``: names
+    or arrays); a file with neither is refused."""
+    if meta_dtype is not None and meta_dtype not in ("float32", "float64"):
+        raise WeightFileError(f"{path}: metadata 'dtype' is {meta_dtype!r}, expected float32 or float64")
+    if meta_dtype is not None:
         return str(meta_dtype)
-    for value in arrays.values():
-        name = np.dtype(str(value.dtype).replace("torch.", "")).name
+    for value in dtypes.values():
+        name = str(getattr(value, "dtype", value)).removeprefix("torch.")
         if name in ("float32", "float64"):
             return name
     raise WeightFileError(f"{path}: no float32 or float64 tensor found")
+
+
+def _check_dtypes(path: str | os.PathLike[str], expected: Mapping[str, str], found: Mapping[str, str],
+                  ) -> None:
+    """Every tensor's dtype as the model's own checkpoint has it: no loader may cast silently."""
+    for name, want in expected.items():
+        if found[name] != want:
+            raise WeightFileError(f"{path}: tensor {name!r} has dtype {found[name]}, expected {want} "
+                                  "(converting never casts)")
+
+
+# Bounds on what an .npz may declare (see rosetta.weights.MAX_PARAMETERS).
+MAX_NPZ_BYTES = MAX_PARAMETERS * 8 + (1 << 20)
+
+
+def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, read without pickle and within bounds: every member is a ``.npy``
+    whose header (dtype, shape) is read and checked before its data, no object arrays, and no more
+    data than :data:`MAX_NPZ_BYTES` declared."""
+    from numpy.lib import format as npy
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            if len(infos) > MAX_TENSORS:
+                raise WeightFileError(f"{path}: holds {len(infos)} arrays (more than {MAX_TENSORS})")
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_NPZ_BYTES:
+                raise WeightFileError(f"{path}: declares {declared} bytes of arrays (more than "
+                                      f"{MAX_NPZ_BYTES}: not a checkpoint of this project)")
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise WeightFileError(f"{path}: member {info.filename!r} is not a .npy array")
+                with z.open(info) as fp:
+                    version = npy.read_magic(fp)
+                    if version == (1, 0):
+                        shape, _, dtype = npy.read_array_header_1_0(fp)
+                    elif version == (2, 0):
+                        shape, _, dtype = npy.read_array_header_2_0(fp)
+                    else:
+                        raise WeightFileError(f"{path}: array {info.filename!r} has .npy version "
+                                              f"{version}, expected 1.0 or 2.0")
+                name = info.filename.removesuffix(".npy")
+                if dtype.hasobject:
+                    raise WeightFileError(f"{path}: array {name!r} holds Python objects (pickle): "
+                                          "refused, checkpoints hold numbers only")
+                if math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise WeightFileError(f"{path}: array {name!r} declares shape {shape} of {dtype}, "
+                                          f"more than its {info.file_size} bytes (truncated or corrupt)")
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+    except WeightFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, npy header errors: all "cannot read"
+        raise WeightFileError(f"{path}: cannot read as an .npz without pickle ({type(exc).__name__}: "
+                              f"{exc})") from None
 
 
 # --- canonical -> native ----------------------------------------------------------------------
@@ -241,17 +331,15 @@ def from_native(
 ) -> tuple[dict[str, np.ndarray], ModelConfig]:
     """Read ``fmt``'s native checkpoint with the framework's own loader; canonical params + config."""
     check_format(fmt)
-    if not Path(path).is_file():
-        raise WeightFileError(f"{path}: no such file")
+    _check_input(Path(path))
+    if fmt == "keras" and not os.fspath(path).endswith(".weights.h5"):
+        raise ConvertError(f"{path}: a Keras weight file ends in '.weights.h5' (Keras picks the format "
+                           "by the name); rename it")
     config = resolve_config(path, fmt, model, hparams_from)
     meta = read_native_metadata(path, fmt) or {}
     spec = param_spec(config)
     if fmt == "npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise WeightFileError(f"{path}: cannot read as an .npz without pickle ({exc})") from None
+        arrays = read_npz(path)
         _check_shapes(path, spec, {k: v.shape for k, v in arrays.items()}, config)
         validate_params(arrays, config, source=os.fspath(path))
         return {n: arrays[n] for n in spec}, config
@@ -270,19 +358,21 @@ def _from_torch(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping
 
     from torch_impl.weights import conversions
 
+    header, _ = read_safetensors_header(path)
+    dtype = _dtype_of(meta.get("dtype"), {k: SAFETENSORS_DTYPES[v["dtype"]] for k, v in header.items()},
+                      path)
+    model = native_model("torch", config, dtype=dtype)
+    state_dict = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state_dict.items()}
+    canonical = {native: n for n, native, _ in conversions(model)}
+    _check_shapes(path, expected, {k: tuple(v["shape"]) for k, v in header.items()}, config,
+                  lambda n: f"canonical {canonical.get(n, n)!r}")
+    _check_dtypes(path, {k: str(v.dtype).removeprefix("torch.") for k, v in state_dict.items()},
+                  {k: SAFETENSORS_DTYPES[v["dtype"]] for k, v in header.items()})
     try:
         state = load_file(os.fspath(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise WeightFileError(f"{path}: cannot read tensors ({exc})") from None
-    dtype = _dtype_of(meta.get("dtype"), state, path)
-    model = native_model("torch", config, dtype=dtype)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    canonical = {native: n for n, native, _ in conversions(model)}
-    _check_shapes(path, expected, {k: tuple(v.shape) for k, v in state.items()}, config,
-                  lambda n: f"canonical {canonical.get(n, n)!r}")
-    for name, value in state.items():
-        if name in canonical and str(value.dtype) != f"torch.{dtype}":
-            raise WeightFileError(f"{path}: tensor {name!r} has dtype {value.dtype}, expected {dtype}")
     model.load_state_dict(state, strict=True)
     return _finish(path, model, "torch", config)
 
@@ -290,31 +380,64 @@ def _from_torch(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping
 def _from_keras(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping[str, str],
                 ) -> tuple[dict[str, np.ndarray], ModelConfig]:
     _import("keras")
-    dtype = meta.get("dtype") or "float32"
+    found = _h5_datasets(path)
+    dtype = _dtype_of(meta.get("dtype"), {k: d for k, (_, d) in found.items()}, path)
     model = native_model("keras", config, dtype=dtype)
-    with tempfile.TemporaryDirectory() as tmp:  # the layout a model of this config writes
-        reference = Path(tmp) / "reference.weights.h5"
-        model.save_weights(os.fspath(reference))
-        expected = _h5_shapes(reference)
-    found = _h5_shapes(path)
-    _check_shapes(path, expected, found, config, lambda n: "Keras variable")
+    expected = _keras_layout(config, dtype)
+    _check_shapes(path, {k: s for k, (s, _) in expected.items()}, {k: s for k, (s, _) in found.items()},
+                  config, lambda n: "Keras variable")
+    _check_dtypes(path, {k: d for k, (_, d) in expected.items()}, {k: d for k, (_, d) in found.items()})
     try:
         model.load_weights(os.fspath(path))
-    except (ValueError, OSError) as exc:
-        raise WeightFileError(f"{path}: Keras cannot load it into a {config.name!r} model ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a file it cannot load
+        raise WeightFileError(f"{path}: Keras cannot load it into a {config.name!r} model "
+                              f"({type(exc).__name__}: {exc})") from None
     return _finish(path, model, "keras", config)
 
 
+_KERAS_LAYOUTS: dict[tuple[ModelConfig, str], dict[str, tuple[tuple[int, ...], str]]] = {}
+
+
+def _keras_layout(config: ModelConfig, dtype: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The datasets (shape, dtype) a Keras model of ``config`` writes: saved once per config."""
+    key = (config, dtype)
+    if key not in _KERAS_LAYOUTS:
+        model = native_model("keras", config, dtype=dtype)
+        with tempfile.TemporaryDirectory() as tmp:
+            reference = Path(tmp) / "reference.weights.h5"
+            model.save_weights(os.fspath(reference))
+            _KERAS_LAYOUTS[key] = _h5_datasets(reference)
+    return _KERAS_LAYOUTS[key]
+
+
 def _h5_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    return {name: shape for name, (shape, _) in _h5_datasets(path).items()}
+
+
+def _h5_datasets(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every dataset's shape and dtype. Links to other files, external storage and virtual
+    datasets are refused: reading them would pull data from files the user did not name."""
     import h5py
 
-    shapes: dict[str, tuple[int, ...]] = {}
-    with h5py.File(path, "r") as f:
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                shapes[name] = tuple(obj.shape)
-        f.visititems(visit)
-    return shapes
+    datasets: dict[str, tuple[tuple[int, ...], str]] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name: str, link: Any) -> None:
+                if isinstance(link, h5py.ExternalLink | h5py.SoftLink):
+                    raise WeightFileError(f"{path}: {name!r} is a link ({type(link).__name__}): refused")
+                obj = f.get(name)
+                if isinstance(obj, h5py.Dataset):
+                    if obj.external or obj.is_virtual:
+                        raise WeightFileError(f"{path}: dataset {name!r} reads its data from another "
+                                              "file: refused")
+                    datasets[name] = (tuple(obj.shape), obj.dtype.name)
+            f.visititems_links(visit)
+    except WeightFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError, ...
+        raise WeightFileError(f"{path}: cannot read as a keras checkpoint ({type(exc).__name__}: "
+                              f"{exc})") from None
+    return datasets
 
 
 def _from_chainer(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping[str, str],
@@ -324,11 +447,7 @@ def _from_chainer(path: str | os.PathLike[str], config: ModelConfig, meta: Mappi
     from chainer_impl.weights import conversions
 
     chainer = import_chainer()
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise WeightFileError(f"{path}: cannot read as an .npz without pickle ({exc})") from None
+    arrays = read_npz(path)
     found = {k: tuple(v.shape) for k, v in arrays.items()}
     dtype = _dtype_of(meta.get("dtype"), arrays, path)
     model = native_model("chainer", config, dtype=dtype)
@@ -337,6 +456,8 @@ def _from_chainer(path: str | os.PathLike[str], config: ModelConfig, meta: Mappi
     expected = {k: tuple(np.shape(v)) for k, v in serializer.target.items()}
     canonical = {f"{layer}/{attr}": n for n, layer, attr, _ in conversions(model)}
     _check_shapes(path, expected, found, config, lambda n: f"canonical {canonical.get(n, n)!r}")
+    _check_dtypes(path, {k: np.asarray(v).dtype.name for k, v in serializer.target.items()},
+                  {k: v.dtype.name for k, v in arrays.items()})
     # NOTE(framework:chainer-load-npz): chainer.serializers.load_npz opens the file with pickle
     # allowed; its deserializer over the arrays np.load read with allow_pickle=False does the same
     # loading without pickle.

@@ -3,19 +3,23 @@
 Search order for the four files: ``data_dir``, ``$MNIST_DIR``, the user cache
 ``~/.cache/mnist-rosetta``. Files may be gzipped (``.gz``) or raw IDX. Every problem a user can
 cause (truncated file, wrong magic number, wrong dimensions, image/label count mismatch, checksum
-mismatch, no data at all) raises :class:`MNISTError` naming the file and what is wrong.
+mismatch, no data at all) raises :class:`MNISTError` naming the file and what is wrong. The files
+of one run all come from one folder (never train from one and test from another), and reading is
+bounded: a gzip stream is decompressed in chunks and stops at the size of the largest MNIST file.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import io
+import math
 import os
 import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -43,6 +47,12 @@ MIRRORS = (
 USER_AGENT = "mnist-rosetta/0.1 (+https://pypi.org/project/mnist-rosetta/)"
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
+# The largest split has 60000 examples: no IDX file this project reads is larger than that split's
+# (decompressed), so reading stops there whatever a header or a gzip stream claims.
+MAX_EXAMPLES = 60000
+MAX_BYTES = {IMAGE_MAGIC: 16 + MAX_EXAMPLES * 28 * 28, LABEL_MAGIC: 8 + MAX_EXAMPLES}
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # the gzipped train images are 9.9 MB
+_CHUNK = 1 << 20
 
 
 class MNISTError(ValueError):
@@ -56,13 +66,19 @@ def default_cache_dir() -> Path:
 
 
 def candidate_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Folders searched, in order: ``data_dir``, ``$MNIST_DIR``, the user cache. An explicit
-    ``data_dir`` that is not a folder is an error, never silently skipped."""
-    if data_dir and not Path(data_dir).is_dir():
-        raise MNISTError(f"{data_dir}: --data-dir is not a folder")
-    dirs = [Path(data_dir)] if data_dir else []
-    if os.environ.get("MNIST_DIR"):
-        dirs.append(Path(os.environ["MNIST_DIR"]))
+    """Folders searched, in order: ``data_dir`` alone when given, else ``$MNIST_DIR`` (when set)
+    and the user cache. An explicit ``data_dir`` or ``$MNIST_DIR`` that is not a folder is an error,
+    never silently skipped."""
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise MNISTError(f"{data_dir}: --data-dir is not a folder")
+        return [Path(data_dir)]
+    dirs = []
+    env = os.environ.get("MNIST_DIR")
+    if env:
+        if not Path(env).is_dir():
+            raise MNISTError(f"{env}: $MNIST_DIR is not a folder")
+        dirs.append(Path(env))
     dirs.append(default_cache_dir())
     return dirs
 
@@ -74,26 +90,83 @@ def _find_file(stem: str, folder: Path) -> Path | None:
     return None
 
 
-def find_split(split: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path] | None:
-    """The (images, labels) files of ``split`` in the first folder that has both, or None."""
-    _check_split(split)
-    for folder in candidate_dirs(data_dir):
-        found = [_find_file(stem, folder) for stem in FILES[split]]
-        if found[0] is not None and found[1] is not None:
-            return found[0], found[1]
+def mnist_folder(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The one folder MNIST is read from: ``data_dir`` when given, else the first of ``$MNIST_DIR``
+    and the user cache that holds any MNIST file (None when none does). Every split comes from this
+    folder, so a folder with a file missing is an error, never filled in from another folder."""
+    dirs = candidate_dirs(data_dir)
+    if data_dir:
+        return dirs[0]
+    for folder in dirs:
+        if any(_find_file(stem, folder) for stems in FILES.values() for stem in stems):
+            return folder
     return None
 
 
-def read_idx_bytes(path: Path) -> bytes:
-    """The decompressed content of an IDX file (gzip detected by its magic bytes)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc})") from None
-    return raw
+def find_split(split: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path] | None:
+    """The (images, labels) files of ``split`` in :func:`mnist_folder`, or None when it holds
+    neither; MNISTError naming the missing file when it holds only one of them."""
+    _check_split(split)
+    folder = mnist_folder(data_dir)
+    if folder is None:
+        return None
+    images, labels = (_find_file(stem, folder) for stem in FILES[split])
+    if images is None and labels is None:
+        return None
+    if images is None or labels is None:
+        have, lack = (labels, FILES[split][0]) if images is None else (images, FILES[split][1])
+        raise MNISTError(f"{folder}: has {have.name} but not {lack}.gz (the {split} split needs both; "
+                         "files are never mixed from different folders)")
+    return images, labels
+
+
+def read_idx_bytes(path: Path, max_bytes: int = max(MAX_BYTES.values())) -> bytes:
+    """The decompressed content of an IDX file (gzip detected by its magic bytes), at most
+    ``max_bytes``: a gzip stream is decompressed chunk by chunk and stops past the cap, so a small
+    file that expands to gigabytes never takes more than ``max_bytes`` of memory."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+            f.seek(0)
+            if magic != b"\x1f\x8b":
+                data = f.read(max_bytes + 1)
+            else:
+                data = _gunzip_capped(f, max_bytes, path)
+    except OSError as exc:
+        raise MNISTError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        how = " decompressed" if magic == b"\x1f\x8b" else ""
+        raise MNISTError(f"{path}: more than {max_bytes} bytes{how}, the size of the largest MNIST file "
+                         "of its kind (not an MNIST file; reading stopped there)")
+    return data
+
+
+def _gunzip_capped(f: BinaryIO, max_bytes: int, path: Path | str) -> bytes:
+    """Decompress a (possibly multi-member) gzip stream in chunks, at most ``max_bytes + 1`` bytes."""
+    out = bytearray()
+    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = b""
+    try:
+        while len(out) <= max_bytes:
+            if not data:
+                data = f.read(_CHUNK)
+                if not data:
+                    break
+            out += decomp.decompress(data, max_bytes + 1 - len(out))
+            data = decomp.unconsumed_tail
+            if decomp.eof:  # a member ends: zero padding, the end, or another member follows
+                data = decomp.unused_data.lstrip(b"\x00")
+                while not data:
+                    more = f.read(_CHUNK)
+                    if not more:
+                        return bytes(out)
+                    data = more.lstrip(b"\x00")
+                decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    if len(out) <= max_bytes and not decomp.eof:
+        raise MNISTError(f"{path}: corrupt or truncated gzip data (the stream ends early)")
+    return bytes(out)
 
 
 def parse_idx(data: bytes, path: Path | str, expect_magic: int) -> np.ndarray:
@@ -111,7 +184,7 @@ def parse_idx(data: bytes, path: Path | str, expect_magic: int) -> np.ndarray:
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     if expect_magic == IMAGE_MAGIC and dims[1:] != (28, 28):
         raise MNISTError(f"{path}: wrong image dimensions {dims[1:]} (expected (28, 28))")
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python ints: a header of huge dimensions cannot overflow
     if len(data) - header != expected:
         raise MNISTError(f"{path}: truncated or oversized file: {len(data) - header} data bytes, "
                          f"header {dims} says {expected}")
@@ -127,19 +200,23 @@ def _verify_checksum(stem: str, data: bytes, path: Path) -> None:
 
 def read_split(images_path: Path, labels_path: Path, verify: bool = True,
                ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, 28, 28) and labels (N,) of one split, validated."""
+    """uint8 images (N, 28, 28) and labels (N,) of one split, validated. Both files are parsed
+    before their checksums are compared, so a damaged file is reported by what is wrong with it."""
+    raw = {}
     arrays = []
     for path, magic in ((images_path, IMAGE_MAGIC), (labels_path, LABEL_MAGIC)):
-        data = read_idx_bytes(path)
-        stem = path.name.removesuffix(".gz").replace(".idx", "-idx")
-        if verify and stem in SHA256:
-            _verify_checksum(stem, data, path)
-        arrays.append(parse_idx(data, path, magic))
+        raw[path] = read_idx_bytes(path, MAX_BYTES[magic])
+        arrays.append(parse_idx(raw[path], path, magic))
     images, labels = arrays
     if len(images) != len(labels):
         raise MNISTError(f"{images_path}: {len(images)} images but {labels_path} has {len(labels)} labels")
     if labels.size and labels.max() > 9:
         raise MNISTError(f"{labels_path}: label {int(labels.max())} is not a digit 0-9")
+    if verify:
+        for path, data in raw.items():
+            stem = path.name.removesuffix(".gz").replace(".idx", "-idx")
+            if stem in SHA256:
+                _verify_checksum(stem, data, path)
     return images, labels
 
 
@@ -160,20 +237,23 @@ def _fetch(stem: str, mirrors: tuple[str, ...], timeout: float) -> bytes:
         try:
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
-            _verify_checksum(stem, gzip.decompress(raw), Path(url))
+                raw = response.read(MAX_DOWNLOAD_BYTES + 1)
+            if len(raw) > MAX_DOWNLOAD_BYTES:
+                raise MNISTError(f"more than {MAX_DOWNLOAD_BYTES} bytes (not an MNIST file)")
+            magic = IMAGE_MAGIC if "images" in stem else LABEL_MAGIC
+            _verify_checksum(stem, _gunzip_capped(io.BytesIO(raw), MAX_BYTES[magic], url), Path(url))
             return raw
-        except (urllib.error.URLError, OSError, EOFError, zlib.error, MNISTError) as exc:
+        except (urllib.error.URLError, OSError, EOFError, MNISTError) as exc:
             errors.append(f"{url}: {exc}")
     raise MNISTError(f"could not download {stem}.gz from any mirror:\n  " + "\n  ".join(errors))
 
 
 def _missing_message(split: str, data_dir: str | os.PathLike[str] | None) -> str:
-    where = "\n  ".join(str(d) for d in candidate_dirs(data_dir))
+    where = ", ".join(str(d) for d in candidate_dirs(data_dir))
     names = ", ".join(s + ".gz" for s in FILES[split])
-    return (f"MNIST {split} split not found. Looked in:\n  {where}\n"
-            f"Put {names} (gzipped or raw IDX) in one of these folders, pass --data-dir DIR, "
-            "or set MNIST_DIR=DIR.")
+    return (f"MNIST {split} split not found (looked in: {where}); put {names} (gzipped or raw IDX) "
+            "in one of these folders, pass --data-dir DIR, set MNIST_DIR=DIR, or run "
+            "'rosetta data --download'")
 
 
 def load_mnist(
@@ -198,6 +278,12 @@ def load_mnist(
         raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be a floating-point type such as float32, got {dtype!r}") from None
+    if np_dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating-point type such as float32 or float64, got {np_dtype}")
     found = find_split(split, data_dir)
     if found is None and download_if_missing:
         try:
@@ -210,7 +296,7 @@ def load_mnist(
     images, labels = read_split(*found, verify=verify)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    x = images.astype(dtype)
+    x = images.astype(np_dtype)
     if normalize:
         x /= np.asarray(255.0, dtype=x.dtype)
     x = {"NCHW": x[:, None, :, :], "NHWC": x[:, :, :, None], "flat": x.reshape(len(x), -1)}[layout]
