@@ -40,6 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output a command will write (its ``outputs``: option dests), checked before any work
+    starts: not the same path twice, each writable (OSError naming the option and the path)."""
+    from rosetta.weights import check_writable
+
+    given = [(dest, getattr(args, dest)) for dest in getattr(args, "outputs", ()) if getattr(args, dest)]
+    seen: dict[str, str] = {}
+    for dest, value in given:
+        option = "--" + dest.replace("_", "-")
+        key = os.path.realpath(value)
+        if key in seen:
+            raise UsageError(f"{option} and {seen[key]} name the same file {value}")
+        seen[key] = option
+        check_writable(value, option)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up log
     # The parity matrix builds one compiled TF step per model on purpose: no retracing warnings.
@@ -47,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_outputs(args)
         return int(args.run(args) or 0)
     except UsageError as exc:
         parser.exit(2, f"rosetta {args.command}: error: {exc}\n")

@@ -303,6 +303,19 @@ def load_mnist(
     return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
+def verify_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The MNIST folder (:func:`mnist_folder`) after reading and verifying both splits in it;
+    MNISTError (with where to put the files) when a split is missing or a file is bad."""
+    folder = mnist_folder(data_dir)
+    for split in SPLITS:
+        found = find_split(split, folder if folder is not None else data_dir)
+        if found is None:
+            raise MNISTError(_missing_message(split, data_dir))
+        read_split(*found)
+    assert folder is not None  # find_split found files in it
+    return folder
+
+
 def layout_for(input_shape: tuple[int, ...]) -> str:
     """The MNIST layout a model's canonical input takes: "flat" for (784,), "NCHW" for images."""
     return "flat" if len(input_shape) == 1 else "NCHW"

@@ -68,6 +68,14 @@ def load_splits(config: ModelConfig, data_dir: str | os.PathLike[str] | None, dt
     return MNISTSplits(x_train, t_train, x_test, t_test)
 
 
+def load_test(config: ModelConfig, data_dir: str | os.PathLike[str] | None, dtype: str,
+              limit: int | None = None) -> MNISTSplits:
+    """The test split only (``rosetta eval``), as :class:`MNISTSplits` with an empty train split."""
+    x_test, t_test = load_mnist("test", data_dir, layout=layout_for(config.input_shape), dtype=dtype,
+                                limit=limit)
+    return MNISTSplits(x_test[:0], t_test[:0], x_test, t_test)
+
+
 def train_epoch(adapter: Adapter, data: MNISTSplits, epoch: int, batch_size: int, seed: int,
                 on_step: Callable[[int, float], None] | None = None) -> float:
     """One epoch over ``data.x_train`` in the shared batch order; returns the mean loss."""

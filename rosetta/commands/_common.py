@@ -4,24 +4,68 @@ user errors that rosetta.cli turns into one message."""
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 from reference_numpy.train import DEFAULT_RECIPES
 from rosetta.adapters import Adapter, FrameworkNotInstalled, make_adapter
+from rosetta.convert import ConvertError
 from rosetta.data import MNISTError
+from rosetta.training import TrainingDiverged
 from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_params
 
-USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError)
+USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError, ConvertError, TrainingDiverged)
+MAX_SEED = 2**63 - 1
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def int_range(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [minimum, maximum]; argparse names the option in the error."""
+    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {number}")
+        return number
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_range(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] (``(low, high]`` with ``low_open``)."""
+    allowed = f"{'>' if low_open else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {value!r}") from None
+        ok = math.isfinite(number) and (number > low if low_open else number >= low)
+        if not ok or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"must be a finite number {allowed}, got {value}")
+        return number
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int = int_range(1)
+
+
+def add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The training recipe of train and compare, each validated when parsed."""
+    from rosetta.adapters import OPTIMIZERS
+
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=None, help="epochs to train (>= 1)")
+    p.add_argument("--batch-size", type=int_range(1), default=None, help="examples per step (>= 1)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    p.add_argument("--lr", type=float_range(0.0, low_open=True), default=None, help="learning rate (> 0)")
+    p.add_argument("--lr-decay", type=float_range(0.0, 1.0, low_open=True), default=None,
+                   help="multiply the learning rate by this after every epoch (0 < x <= 1; 1: constant)")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -33,8 +77,10 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--init", choices=INIT_SCHEMES, default=None, help="weight init scheme (default: he)")
-    p.add_argument("--seed", type=int, default=None, help="init and batch-order seed (default: 0)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty 0.5*lambda*sum(W^2)")
+    p.add_argument("--seed", type=int_range(0, MAX_SEED), default=None,
+                   help="init and batch-order seed (>= 0; default: 0)")
+    p.add_argument("--weight-decay", type=float_range(0.0), default=None,
+                   help="L2 penalty 0.5*lambda*sum(W^2) (>= 0; default 0, with --resume the file's)")
 
 
 def recipe(args: argparse.Namespace) -> dict[str, object]:

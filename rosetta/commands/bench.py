@@ -8,6 +8,8 @@ import sys
 
 from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, format_table, format_targets, run_benchmark
 from rosetta.commands import formatter
+from rosetta.commands._common import int_range
+from rosetta.data import verify_mnist
 from rosetta.weights import atomic_write_bytes
 
 EPILOG = """examples:
@@ -35,23 +37,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--impl", action="append", choices=ALL_IMPLS, metavar="IMPL",
                    help=f"implementation(s), repeatable (default: {' '.join(DEFAULT_IMPLS)}); "
                    f"choices: {', '.join(ALL_IMPLS)}")
-    p.add_argument("--repeat", type=int, default=5, help="rounds over all implementations (default 5)")
-    p.add_argument("--steps", type=int, default=20, help="training steps per repeat (default 20)")
-    p.add_argument("--inference-size", type=int, default=10_000, help="test images (default 10000)")
+    p.add_argument("--repeat", type=int_range(1), default=5,
+                   help="rounds over all implementations (>= 1, default 5)")
+    p.add_argument("--steps", type=int_range(1), default=20,
+                   help="training steps per repeat (>= 1, default 20)")
+    p.add_argument("--inference-size", type=int_range(1, 10_000), default=10_000,
+                   help="test images (1 to 10000, default 10000)")
     p.add_argument("--data-dir", help="MNIST folder (default: synthetic random data of MNIST shape)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory subprocesses")
     p.add_argument("--json", metavar="PATH", help="write machine info, records and targets as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
+    p.set_defaults(outputs=("json", "markdown"))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from rosetta.commands import UsageError
-
-    for name in ("repeat", "steps", "inference_size"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.data_dir is not None:
+        verify_mnist(args.data_dir)  # a bad folder fails now, not after the first benchmarks
     if args.repeat < 5:
         print(f"note: --repeat {args.repeat} < 5: a smoke run, not a measurement", file=sys.stderr)
     models = ("mlp", "cnn") if args.model == "all" else (args.model,)

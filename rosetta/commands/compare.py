@@ -6,9 +6,9 @@ import argparse
 import json
 import time
 
-from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
+from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, framework_arg, model_arg
-from rosetta.commands._common import add_data_options, add_model_options, recipe
+from rosetta.commands._common import add_data_options, add_model_options, add_recipe_options, recipe
 from rosetta.training import (
     epoch_lr,
     evaluate,
@@ -31,24 +31,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "the largest parameter divergence from the reference, and plot the curves.",
                        epilog=EPILOG, formatter_class=formatter())
     p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--lr-decay", type=float, default=None, help="lr factor per epoch (1: constant)")
+    add_recipe_options(p)
     add_model_options(p)
     add_data_options(p)
     p.add_argument("--frameworks", nargs="+", type=framework_arg, default=list(FRAMEWORKS),
                    help="implementations to train (numpy is always the reference)")
     p.add_argument("--plot", metavar="PNG", help="learning curves, four lines per panel")
     p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation")
+    p.set_defaults(outputs=("json", "plot"))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     r = recipe(args)
     frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
-    config = make_config(args.model, weight_decay=args.weight_decay)
+    config = make_config(args.model, weight_decay=args.weight_decay or 0.0)
     params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
     adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}

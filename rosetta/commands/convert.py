@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rosetta.adapters import FrameworkNotInstalled
-from rosetta.commands import formatter, model_arg
+from rosetta.commands import UsageError, formatter, model_arg
 from rosetta.convert import NATIVE_FORMATS, SUFFIX, ConvertError, convert_from_native, convert_to_native
 from rosetta.registry import resolve_format
 from rosetta.weights import WeightFileError
@@ -23,7 +24,8 @@ native files (no pickle anywhere):
   torch    safetensors with state_dict names (incl. BN buffers):
            model.load_state_dict(safetensors.torch.load_file(path))
   keras    .weights.h5 from model.save_weights: model.load_weights(path)
-  chainer  .npz from chainer.serializers.save_npz: chainer.serializers.load_npz(path, model)
+  chainer  .npz from chainer.serializers.save_npz: chainer_impl.load_native(model, path)
+           (reads without pickle; Chainer's own load_npz enables pickle)
   npz      np.savez of the canonical arrays: np.load(path, allow_pickle=False)
 Every native file carries the model's hyper-parameters (safetensors metadata, HDF5 root attribute
 'mnist_rosetta', .npz zip comment), so converting back needs no option; --hparams-from takes them
@@ -57,10 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", type=model_arg, help="with --from: the model (checked against the file)")
     p.add_argument("--hparams-from", metavar="W.safetensors",
                    help="with --from: take the hyper-parameters from this canonical weight file")
+    p.set_defaults(outputs=("out",))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    for option, value in (("the input", args.path), ("--hparams-from", args.hparams_from)):
+        if value is not None and _same_file(value, args.out):
+            raise UsageError(f"--out {args.out} is {option}: converting never replaces its own input; "
+                             "name another file")
     try:
         if args.to is not None:
             if args.model is not None or args.hparams_from is not None:
@@ -75,3 +82,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rosetta convert: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)

@@ -10,7 +10,7 @@ from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, model_arg
 from rosetta.commands._common import add_data_options
 from rosetta.registry import resolve
-from rosetta.training import load_splits
+from rosetta.training import load_test
 from rosetta.weights import load_weights
 
 EPILOG = """examples:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     params, config = load_weights(args.weights, model=args.model)
     dtype = args.dtype or str(next(iter(params.values())).dtype)
     params = {n: v.astype(dtype) for n, v in params.items()}
-    data = load_splits(config, args.data_dir, dtype, args.limit)
+    data = load_test(config, args.data_dir, dtype, args.limit)  # eval needs only the test split
     frameworks = FRAMEWORKS if args.framework == "all" else (args.framework,)
     logits = {}
     for framework in frameworks:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
 from rosetta.commands import formatter, port_arg
 from rosetta.configs import MODEL_NAMES
+from rosetta.data import verify_mnist
 from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, run_matrix, summarize
 from rosetta.weights import atomic_write_bytes
 
@@ -34,13 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", choices=MODEL_NAMES,
                    help=f"model(s) (default: all: {', '.join(MODEL_NAMES)})")
     p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype(s) (default: both)")
-    p.add_argument("--data-dir", default=None,
-                   help="MNIST folder: adds the trajectory section (default: $MNIST_DIR if set "
-                   "with --trajectories)")
+    p.add_argument("--data-dir", default=None, help="MNIST folder: adds the trajectory section")
     p.add_argument("--trajectories", action="store_true",
-                   help="run the trajectory section with MNIST from $MNIST_DIR")
+                   help="run the trajectory section with MNIST from $MNIST_DIR or the user cache")
     p.add_argument("--json", metavar="PATH", help="write every record as JSON")
     p.add_argument("--plot", metavar="PNG", help="write a heatmap of log10 relative error")
+    p.set_defaults(outputs=("json", "plot"))
     return p
 
 
@@ -74,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"rosetta parity: {exc}", file=sys.stderr)
     if len(available) < len(frameworks):
         return 1
-    data_dir = args.data_dir or (os.environ.get("MNIST_DIR") if args.trajectories else None)
+    data_dir = None
+    if args.data_dir or args.trajectories:  # asked for trajectories: no data is an error, found now
+        data_dir = str(verify_mnist(args.data_dir))
     start = time.perf_counter()
     records = run_matrix(available, args.model or MODEL_NAMES, args.dtype or DTYPES, data_dir,
                          progress=lambda s: print(f"  checking {s} ...", file=sys.stderr, flush=True))

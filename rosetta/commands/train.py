@@ -6,17 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from rosetta.adapters import OPTIMIZERS
+import numpy as np
+
+from rosetta.adapters import make_adapter
 from rosetta.commands import formatter, framework_arg, model_arg
-from rosetta.commands._common import add_data_options, add_model_options, build_adapter, recipe
-from rosetta.training import (
-    EpochResult,
-    TrainingDiverged,
-    TrainingInterrupted,
-    fit,
-    load_splits,
+from rosetta.commands._common import (
+    add_data_options,
+    add_model_options,
+    add_recipe_options,
+    build_adapter,
+    recipe,
 )
-from rosetta.weights import load_weights, make_config, read_metadata
+from rosetta.configs import replace
+from rosetta.training import EpochResult, TrainingInterrupted, epoch_lr, fit, load_splits
+from rosetta.weights import WeightFileError, load_weights, make_config, read_metadata
 
 EPILOG = """examples:
   rosetta train --framework numpy --model cnn --out cnn.safetensors
@@ -35,42 +38,57 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=formatter())
     p.add_argument("--framework", type=framework_arg, required=True, help="numpy|torch|tf|chainer")
     p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--lr-decay", type=float, default=None,
-                   help="multiply the learning rate by this after every epoch (1: constant)")
+    add_recipe_options(p)
     add_model_options(p)
     add_data_options(p)
     p.add_argument("--out", help="canonical weights, saved atomically after every epoch")
     p.add_argument("--resume", help="start from these canonical weights (optimizer state restarts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(outputs=("out",))
     return p
 
 
+MAX_EPOCH = 1_000_000
+
+
+def resume_epoch(path: str, meta: dict[str, str]) -> int:
+    """The epochs a weight file has been trained for (metadata ``epoch``, 0 when absent)."""
+    value = meta.get("epoch", "0")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EPOCH:
+        raise WeightFileError(f"{path}: metadata 'epoch' is {value!r}, expected a whole number from 0 "
+                              f"to {MAX_EPOCH}")
+    return int(value)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.out and Path(args.out).is_dir():
-        print(f"rosetta train: error: --out {args.out} is a folder; name a .safetensors file",
-              file=sys.stderr)
-        return 1
     r = recipe(args)
-    config = make_config(args.model, weight_decay=args.weight_decay)
+    config = make_config(args.model, weight_decay=args.weight_decay or 0.0)
     start_epoch = 0
-    adapter = None
+    params = None
     if args.resume:
         params, config = load_weights(args.resume, model=args.model, dtype=args.dtype)
-        start_epoch = int(read_metadata(args.resume).get("epoch", "0"))
-        from rosetta.adapters import make_adapter
-
-        adapter = make_adapter(args.framework, config, params, args.dtype)
+        start_epoch = resume_epoch(args.resume, read_metadata(args.resume))
+        if args.weight_decay is not None:  # the option wins over the file's value, and is saved
+            config = replace(config, weight_decay=args.weight_decay)
+    epochs, lr, decay = int(r["epochs"]), float(r["lr"]), float(r["lr_decay"])  # type: ignore[arg-type]
+    last_lr = epoch_lr(lr, decay, start_epoch + epochs - 1)
+    if not last_lr >= np.finfo(np.float32).tiny:
+        at = f" ({args.resume} is at epoch {start_epoch})" if args.resume else ""
+        print(f"rosetta train: error: --lr {lr:g} x --lr-decay {decay:g} per epoch is {last_lr:.3g} by "
+              f"epoch {start_epoch + epochs}{at}: nothing would be learned; pass --lr-decay 1 or a "
+              "larger --lr", file=sys.stderr)
+        return 1
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
-    if adapter is None:
+    if params is not None:
+        adapter = make_adapter(args.framework, config, params, args.dtype)
+    else:
         adapter = build_adapter(args.framework, config, args.dtype, str(r["init"]), int(r["seed"]))
-    adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]
+    adapter.set_optimizer(str(r["optimizer"]), lr=lr)
+    resumed = f", from {args.resume} at epoch {start_epoch}" if args.resume else ""
     print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']} "
           f"(x{r['lr_decay']} per epoch), "
           f"batch {r['batch_size']}, {r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}, "
+          f"weight decay {config.weight_decay:g}{resumed}, "
           f"{len(data.x_train)} train / {len(data.x_test)} test examples")
 
     def on_epoch(e: EpochResult) -> None:
@@ -80,19 +98,15 @@ def run(args: argparse.Namespace) -> int:
     metadata = {"framework": args.framework, "optimizer": str(r["optimizer"]), "lr": str(r["lr"]),
                 "seed": str(r["seed"])}
     try:
-        history = fit(adapter, data, int(r["epochs"]), int(r["batch_size"]), int(r["seed"]),
+        history = fit(adapter, data, epochs, int(r["batch_size"]), int(r["seed"]),  # type: ignore[arg-type]
                       start_epoch=start_epoch, out=args.out, metadata=metadata,
                       progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch,
-                      lr=float(r["lr"]), lr_decay=float(r["lr_decay"]))  # type: ignore[arg-type]
-    except TrainingDiverged as exc:
-        print(f"rosetta train: error: {exc}", file=sys.stderr)
-        return 1
+                      lr=lr, lr_decay=decay)
     except TrainingInterrupted as exc:
         saved = f"; weights saved to {Path(exc.saved)}" if exc.saved else ""
         print(f"rosetta train: interrupted{saved}", file=sys.stderr)
         return 130
-    if args.out:
+    if args.out and history:
         print(f"saved {args.out}")
-    final = history[-1].test_acc if history else adapter.accuracy(data.x_test, data.t_test)
-    print(f"test accuracy: {final:.4f}")
+    print(f"test accuracy: {history[-1].test_acc:.4f}")
     return 0
