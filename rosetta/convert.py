@@ -422,7 +422,10 @@ def _h5_datasets(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...
     datasets: dict[str, tuple[tuple[int, ...], str]] = {}
     try:
         with h5py.File(path, "r") as f:
-            def visit(name: str, link: Any) -> None:
+            links: list[tuple[str, Any]] = []
+            # Collect first: an exception raised inside h5py's visit callback comes out garbled.
+            f.visititems_links(lambda name, link: links.append((name, link)))
+            for name, link in links:
                 if isinstance(link, h5py.ExternalLink | h5py.SoftLink):
                     raise WeightFileError(f"{path}: {name!r} is a link ({type(link).__name__}): refused")
                 obj = f.get(name)
@@ -431,7 +434,6 @@ def _h5_datasets(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...
                         raise WeightFileError(f"{path}: dataset {name!r} reads its data from another "
                                               "file: refused")
                     datasets[name] = (tuple(obj.shape), obj.dtype.name)
-            f.visititems_links(visit)
     except WeightFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError, ...

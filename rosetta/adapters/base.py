@@ -98,7 +98,8 @@ class Adapter:
     ) -> tuple[float, dict[str, np.ndarray], np.ndarray | None]:
         """Mean cross-entropy (+ L2 and L1 penalties), the gradient of every trainable tensor by
         name, and the gradient with respect to ``x`` when ``input_grad`` (else None). No update."""
-        loss, grads, dx = self.package.loss_and_grads(self.model, self._input(x), self._labels(t),
+        labels = self._labels(self._check(t))
+        loss, grads, dx = self.package.loss_and_grads(self.model, self._input(x), labels,
                                                       train=train, input_grad=input_grad)
         return float(loss), grads, (None if dx is None else self._output(dx))
 
@@ -119,7 +120,8 @@ class Adapter:
     def train_step(self, x: np.ndarray, t: np.ndarray) -> float:
         """One step in train mode: forward, backward, optimizer update. Returns the loss."""
         optimizer = self._require_optimizer()
-        return float(self.package.train_step(self.model, optimizer, self._input(x), self._labels(t)))
+        labels = self._labels(self._check(t))
+        return float(self.package.train_step(self.model, optimizer, self._input(x), labels))
 
     def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:
         """Fix the keep-masks of the Dropout layers (by layer name, activation-shaped, bool);
@@ -127,6 +129,19 @@ class Adapter:
         self.package.set_dropout_masks(self.model, masks)
 
     # --- shared helpers -----------------------------------------------------------------------
+    def _check(self, t: np.ndarray) -> np.ndarray:
+        """Labels are integer class indices in [0, output_size), the same rule in every framework
+        (Chainer alone would ignore -1, its ignore_label, and NumPy would index from the end)."""
+        t = np.asarray(t)
+        if t.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integer class indices, got dtype {t.dtype}")
+        classes = self.config.output_size
+        bad = np.flatnonzero((t < 0) | (t >= classes))
+        if bad.size:
+            raise ValueError(f"label {int(t.flat[bad[0]])} at index {int(bad[0])} is not a class index "
+                             f"in [0, {classes})")
+        return t
+
     def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate ``params`` against the contract (WeightFileError names the tensor), then cast
         them to the adapter's dtype: the one deliberate dtype conversion of the weights."""
