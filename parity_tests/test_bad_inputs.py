@@ -1079,3 +1079,29 @@ def test_bad_parity_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, cas
         expect = PARITY_JSON_CASES[case][1]
     argv = ["site", "--out", str(tmp_path / "site"), "--parity-json", str(path)]
     assert_refused(capsys, argv, tmp_path, str(path), expect)
+
+
+# --- labels through every adapter -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "tf", "chainer"])
+def test_bad_labels_refused_by_every_adapter(framework: str) -> None:
+    """Chainer alone would skip label -1 (its ignore_label) and NumPy would index from the end:
+    every adapter refuses it, and any label outside [0, classes), the same way."""
+    from rosetta.adapters import make_adapter
+
+    if framework != "numpy":
+        require_framework(framework)
+    config = MLPConfig(input_size=4, hidden_sizes=(3,), output_size=10)
+    adapter = make_adapter(framework, config, init_params(config), "float32")
+    adapter.set_optimizer("sgd", lr=0.1)
+    x = np.zeros((3, 4), np.float32)
+    for labels, message in (
+        (np.array([0, -1, 2]), r"label -1 at index 1 is not a class index in \[0, 10\)"),
+        (np.array([0, 1, 10]), "label 10 at index 2"),
+        (np.array([0.0, 1.0, 2.0]), "labels must be integer class indices"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            adapter.loss_and_grads(x, labels)
+        with pytest.raises(ValueError, match=message):
+            adapter.train_step(x, labels)

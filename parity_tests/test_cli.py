@@ -226,3 +226,137 @@ def test_ctrl_c_saves_and_stops(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     trained, _ = load_weights(path)
     assert not np.array_equal(trained["fc1.W"], init_params(MLPConfig())["fc1.W"])
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+# --- issue: every user mistake gets one clear message, nothing overwritten --------------------------
+
+TRAIN = ["train", "--framework", "numpy", "--model", "mlp", "--limit", "10", "--no-progress"]
+COMPARE = ["compare", "--model", "mlp", "--frameworks", "numpy", "--limit", "10"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([*TRAIN, "--epochs", "0"], "argument --epochs: must be an integer from 1 to 100000, got 0"),
+    ([*TRAIN, "--epochs", "-3"], "argument --epochs: must be an integer from 1 to 100000, got -3"),
+    ([*TRAIN, "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+    ([*TRAIN, "--batch-size", "-1"], "argument --batch-size: must be an integer >= 1, got -1"),
+    ([*TRAIN, "--seed", "-1"], "argument --seed: must be an integer from 0 to"),
+    ([*TRAIN, "--lr", "-0.1"], "argument --lr: must be a finite number > 0, got -0.1"),
+    ([*TRAIN, "--lr", "nan"], "argument --lr: must be a finite number > 0, got nan"),
+    ([*TRAIN, "--weight-decay", "-5"], "argument --weight-decay: must be a finite number >= 0, got -5"),
+    ([*TRAIN, "--lr-decay", "-0.7"], "argument --lr-decay: must be a finite number > 0 and <= 1"),
+    ([*TRAIN, "--lr-decay", "1.5"], "argument --lr-decay: must be a finite number > 0 and <= 1"),
+    ([*TRAIN, "--limit", "0"], "argument --limit: must be an integer >= 1, got 0"),
+    ([*COMPARE, "--epochs", "0"], "argument --epochs: must be an integer from 1 to 100000, got 0"),
+    ([*COMPARE, "--lr", "nan"], "argument --lr: must be a finite number > 0, got nan"),
+    (["bench", "--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
+])
+def test_options_validated_when_parsed(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
+                                       message: str) -> None:
+    code, out, err = run_cli(capsys, *argv, *(["--out", str(tmp_path / "w.safetensors")]
+                                              if argv[0] == "train" else []))
+    assert code == 2 and message in err and out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder no one may create files in: read-only for a user, /proc/sys for root (who may
+    write into any mode-0555 folder, so a chmod proves nothing there)."""
+    import os
+
+    if os.geteuid() == 0:
+        return Path("/proc/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["train", "--framework", "numpy", "--model", "mlp", "--out", "{bad}/w.safetensors"], "--out"),
+    (["compare", "--model", "mlp", "--json", "{bad}/h.json"], "--json"),
+    (["compare", "--model", "mlp", "--plot", "{bad}/c.png"], "--plot"),
+    (["parity", "--framework", "torch", "--json", "{bad}/p.json"], "--json"),
+    (["parity", "--framework", "torch", "--plot", "{bad}/h.png"], "--plot"),
+    (["bench", "--json", "{bad}/b.json"], "--json"),
+    (["bench", "--markdown", "{bad}/b.md"], "--markdown"),
+    (["site", "--no-parity", "--out", "{bad}/site"], "--out"),
+])
+@pytest.mark.parametrize("bad", ["read-only", "under-a-file"])
+def test_outputs_checked_before_any_work(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
+                                         option: str, bad: str) -> None:
+    """A read-only or impossible output is refused before anything runs: the data folder does not
+    exist, so any work would fail with another message first."""
+    folder = _unwritable(tmp_path) if bad == "read-only" else tmp_path / "a-file"
+    if bad == "under-a-file":
+        folder.write_text("x")
+    argv = [a.replace("{bad}", str(folder)) for a in argv]
+    if argv[0] in ("train", "compare"):
+        argv += ["--data-dir", str(tmp_path / "no-such-folder")]
+    code, out, err = run_cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 1 and out == "" and len(lines) == 1, err
+    assert option in lines[0] and str(folder) in lines[0] and ".tmp" not in lines[0]
+    assert ("not writable" if bad == "read-only" else "is a file, not a folder") in lines[0]
+
+
+def test_same_output_twice_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = str(tmp_path / "x")
+    code, _, err = run_cli(capsys, "compare", "--model", "mlp", "--json", path, "--plot", path)
+    assert code == 2 and "--plot and --json name the same file" in err
+
+
+def test_compare_divergence_is_one_message(capsys: pytest.CaptureFixture[str], mnist_dir: Path) -> None:
+    code, _, err = run_cli(capsys, "compare", "--model", "mlp", "--frameworks", "numpy", "--limit", "200",
+                           "--epochs", "1", "--optimizer", "sgd", "--lr", "1e30",
+                           "--data-dir", str(mnist_dir))
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "loss became" in lines[0] and "Traceback" not in err
+
+
+def test_resume_keeps_and_takes_weight_decay(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                             mnist_dir: Path) -> None:
+    first, second, third = (tmp_path / f"{n}.safetensors" for n in ("a", "b", "c"))
+    common = [*TRAIN, "--epochs", "1", "--data-dir", str(mnist_dir)]
+    assert run_cli(capsys, *common, "--weight-decay", "0.1", "--out", str(first))[0] == 0
+    assert run_cli(capsys, *common, "--resume", str(first), "--out", str(second))[0] == 0
+    assert load_weights(second)[1].weight_decay == 0.1  # the file's value, not 0.0
+    code, out, _ = run_cli(capsys, *common, "--resume", str(first), "--weight-decay", "0.2",
+                           "--out", str(third))
+    assert code == 0 and "weight decay 0.2" in out and load_weights(third)[1].weight_decay == 0.2
+
+
+def test_eval_needs_only_the_test_split(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        mnist_dir: Path) -> None:
+    test_only = tmp_path / "test-only"
+    test_only.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / name, test_only)
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, init_params(MLPConfig()), MLPConfig())
+    code, out, err = run_cli(capsys, "eval", "--framework", "numpy", "--model", "mlp", "--weights",
+                             str(weights), "--data-dir", str(test_only), "--limit", "100")
+    assert code == 0, err
+    assert "test accuracy" in out
+
+
+def test_parity_trajectories_without_data_fails_first(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_framework("torch")
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, out, err = run_cli(capsys, "parity", "--framework", "torch", "--trajectories")
+    assert code == 1 and out == "" and "not found" in err and "rosetta data --download" in err
+    assert "checking" not in err  # nothing ran
+
+
+def test_convert_never_replaces_its_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_weights(path, init_params(MLPConfig()), MLPConfig())
+    before = path.read_bytes()
+    code, _, err = run_cli(capsys, "convert", str(path), "--to", "npz", "--out", str(path))
+    assert code == 2 and "is the input" in err and path.read_bytes() == before
+    hparams = tmp_path / "h.safetensors"
+    shutil.copy(path, hparams)
+    code, _, err = run_cli(capsys, "convert", str(path), "--from", "npz", "--hparams-from", str(hparams),
+                           "--out", str(hparams))
+    assert code == 2 and "is --hparams-from" in err and hparams.read_bytes() == before

@@ -201,3 +201,44 @@ def test_no_pickle_in_convert_sources() -> None:
         text = (root / rel).read_text()
         assert "import pickle" not in text and "allow_pickle=True" not in text
         assert "torch.load(" not in text
+
+
+@pytest.mark.parametrize("fmt", list(OUT))
+def test_native_files_get_the_usual_mode(tmp_path: Path, fmt: str) -> None:
+    """torch's writer (safetensors) creates 0600 files: every output is 0644 (umask 022) anyway."""
+    import os
+
+    require_framework(FRAMEWORK[fmt])
+    src = tmp_path / "w.safetensors"
+    save_weights(src, init_params(make_config("mlp")), make_config("mlp"))
+    umask = os.umask(0o022)
+    try:
+        convert_to_native(src, fmt, tmp_path / OUT[fmt])
+    finally:
+        os.umask(umask)
+    assert (tmp_path / OUT[fmt]).stat().st_mode & 0o777 == 0o644
+
+
+def test_help_names_the_pickle_free_chainer_loader(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    out = capsys.readouterr().out
+    assert "chainer_impl.load_native(model, path)" in out and "serializers.load_npz(" not in out
+
+
+def test_documented_chainer_loader_works_as_written(tmp_path: Path) -> None:
+    """The help's line, run as written in this environment (NumPy 2): the shim is imported by
+    chainer_impl itself, and no pickle is enabled."""
+    require_framework("chainer")
+    config = make_config("mlp")
+    params = _params(config, "float32")
+    src = tmp_path / "w.safetensors"
+    save_weights(src, params, config)
+    convert_to_native(src, "chainer", tmp_path / "m.npz")
+    import chainer_impl
+
+    model = chainer_impl.MLP(config)
+    path = str(tmp_path / "m.npz")
+    chainer_impl.load_native(model, path)
+    for name, value in chainer_impl.dump_canonical(model).items():
+        assert np.array_equal(value, params[name]), name

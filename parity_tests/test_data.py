@@ -195,3 +195,56 @@ def test_limit_must_be_positive(tmp_path: Path) -> None:
     write_split(tmp_path, "test")
     with pytest.raises(ValueError, match="limit must be a positive number"):
         load_mnist("test", tmp_path, limit=0, verify=False)
+
+
+def test_gzip_bomb_is_streamed_and_capped(tmp_path: Path) -> None:
+    """A 1 MB gzip that expands to 1 GiB: decompression stops at the cap, memory stays near it."""
+    import tracemalloc
+
+    from rosetta.data import MAX_BYTES, read_idx_bytes
+
+    member = gzip.compress(b"\x00" * (16 << 20), compresslevel=9)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(member * 64)  # 64 x 16 MiB = 1 GiB decompressed
+    assert path.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(MNISTError, match=r"more than 47040016 bytes decompressed"):
+            read_idx_bytes(path, MAX_BYTES[IMAGE_MAGIC])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_BYTES[IMAGE_MAGIC], f"peak {peak / 1e6:.0f} MB"
+
+
+def test_files_never_mixed_from_two_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_split(tmp_path / "explicit", "train")
+    write_split(tmp_path / "env", "test")
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "env"))
+    with pytest.raises(MNISTError, match="test split not found") as info:
+        load_mnist("test", tmp_path / "explicit", verify=False)
+    assert str(tmp_path / "env") not in str(info.value)
+    (tmp_path / "explicit" / "t10k-images-idx3-ubyte.gz").write_bytes(
+        (tmp_path / "env" / "t10k-images-idx3-ubyte.gz").read_bytes())
+    with pytest.raises(MNISTError, match="has t10k-images-idx3-ubyte.gz but not t10k-labels-idx1-ubyte"):
+        load_mnist("test", tmp_path / "explicit", verify=False)
+
+
+def test_mnist_dir_error_names_mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "typo"))
+    with pytest.raises(MNISTError, match=r"typo: \$MNIST_DIR is not a folder"):
+        load_mnist("test")
+
+
+def test_missing_data_mentions_download(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MNISTError, match="rosetta data --download") as info:
+        load_mnist("test", tmp_path / "empty")
+    assert "\n" not in str(info.value)  # one message line
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", np.int64, "bogus"])
+def test_dtype_must_be_floating(tmp_path: Path, dtype: object) -> None:
+    write_split(tmp_path, "test")
+    with pytest.raises(ValueError, match="dtype must be a floating-point type"):
+        load_mnist("test", tmp_path, dtype=dtype, verify=False)

@@ -266,3 +266,39 @@ def test_bad_cnn_hparams_in_file(tmp_path: Path, hparams: dict, message: str) ->
     save_file(load_file(path), path, metadata={**meta, "hparams": json.dumps(stored)})
     with pytest.raises(WeightFileError, match=message):
         load_weights(path)
+
+
+@pytest.mark.parametrize("key", ["format", "format_version", "model", "hparams", "dtype", "layout"])
+def test_extra_metadata_cannot_replace_the_format(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=f"extra_metadata cannot set '{key}'"):
+        save_weights(tmp_path / "w.safetensors", init_params(MLPConfig()), MLPConfig(),
+                     extra_metadata={key: "x"})
+    with pytest.raises(ValueError, match="extra_metadata entries must be strings"):
+        save_weights(tmp_path / "w.safetensors", init_params(MLPConfig()), MLPConfig(),
+                     extra_metadata={"epoch": 3})  # type: ignore[dict-item]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("hparams,message", [
+    ({"hidden_sizes": (0,)}, "hidden_sizes must be >= 1, got 0"),
+    ({"hidden_sizes": (100, -5)}, "hidden_sizes must be >= 1, got -5"),
+    ({"input_size": -1}, "input_size must be >= 1, got -1"),
+    ({"output_size": 0}, "output_size must be >= 1, got 0"),
+    ({"hidden_sizes": 100}, "hidden_sizes must be a sequence of integers"),
+])
+def test_bad_sizes_raise_clear_value_errors(hparams: dict, message: str) -> None:
+    from rosetta.configs import make_config
+
+    with pytest.raises(ValueError, match=message):
+        make_config("mlp", **hparams)
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_weights(tmp_path / "w.safetensors", init_params(MLPConfig()), MLPConfig())
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
