@@ -373,10 +373,12 @@ Perturb = Callable[[dict[str, np.ndarray]], None]
 
 def _adapter(framework: str, case: Case | None, dtype: str, section: str,
              config: ModelConfig | None = None, perturb: Perturb | None = None) -> Adapter:
-    """``framework``'s model of the case, from the parity weights (the trajectory: the He init)."""
+    """``framework``'s model of the case, from the parity weights. The optimizer and trajectory
+    sections start from the He init with zero biases, the weights their bounds were measured with
+    (the course-default optimizer bound amplifies round-off by lr / eps: see eps-amplification)."""
     config = case.config if case is not None else config
     assert config is not None
-    if section == "trajectory":
+    if section in ("optimizer", "trajectory"):
         params = init_params(config, seed=0, dtype=dtype)
     else:
         params = parity_params(config, dtype)

@@ -61,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
         for framework, adapter in adapters.items():
             adapter.set_lr(epoch_lr(float(r["lr"]), float(r["lr_decay"]), epoch))  # type: ignore[arg-type]
             start = time.perf_counter()
-            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]))
+            step_losses: list[float] = []
+            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]),
+                               on_step=lambda _, value, out=step_losses: out.append(value))
             results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
-            history[framework].append(results[framework].as_dict())
+            history[framework].append({**results[framework].as_dict(), "step_losses": step_losses})
         ref_params = adapters["numpy"].params()
         divergence = {f: max_param_divergence(a.params(), ref_params) for f, a in adapters.items()
                       if f != "numpy"}
