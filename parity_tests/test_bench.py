@@ -53,7 +53,8 @@ def test_memory_probe_numpy() -> None:
 def test_bench_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["bench", "--repeat", "0"])
-    assert info.value.code == 2 and "argument --repeat: must be an integer >= 1, got 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "argument --repeat: must be an integer >= 1, got 0" in err
     with pytest.raises(SystemExit) as info:
         main(["bench", "--impl", "jax"])
     assert info.value.code == 2
