@@ -7,13 +7,14 @@ from torch import nn
 
 
 def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
-    """Every canonical ``.W`` (affine and conv weights): the tensors the L2 penalty covers."""
+    """Every canonical ``.W`` (affine and conv weights): the tensors the L2 and L1 penalties cover."""
     return [m.weight for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
 
 # [rosetta:loss]
 def loss_fn(model: nn.Module, logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2 (labels: class indices)."""
+    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2
+    + weight_decay_l1 * sum |W| (labels: class indices)."""
     # Softmax with cross-entropy fused on the logits (log-softmax: no exp overflow, no log(0)).
     loss = model.last_layer(logits, t)
     weight_decay = model.config.weight_decay
@@ -21,6 +22,10 @@ def loss_fn(model: nn.Module, logits: torch.Tensor, t: torch.Tensor) -> torch.Te
         # NOTE(framework): the L2 term is part of the loss (autograd adds weight_decay * W to each
         # gradient), not torch.optim's weight_decay option, so every optimizer sees the same grads.
         loss = loss + 0.5 * weight_decay * sum(w.square().sum() for w in weight_matrices(model))
+    weight_decay_l1 = model.config.weight_decay_l1
+    if weight_decay_l1:
+        # d|W|/dW is sign(W) (0 at 0, as np.sign): autograd adds weight_decay_l1 * sign(W).
+        loss = loss + weight_decay_l1 * sum(w.abs().sum() for w in weight_matrices(model))
     return loss
 # [/rosetta:loss]
 
