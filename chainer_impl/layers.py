@@ -17,16 +17,25 @@ import chainer.functions as F  # noqa: E402
 
 
 class Dropout(chainer.Link):
-    """Inverted dropout: train ``y = x * mask / (1 - ratio)``, eval ``y = x``.
+    """Dropout whose keep-mask can be injected, in either convention (``mode``):
+
+    * "inverted" (default, F.dropout's): train ``y = x * mask / (1 - ratio)``, eval ``y = x``;
+    * "course": train ``y = x * mask``, eval ``y = x * (1 - ratio)``.
 
     ``set_mask(mask)`` fixes the keep-mask (bool, activation-shaped) so that every framework
     drops the same units; ``set_mask(None)`` returns to random masks.
     """
 
-    def __init__(self, ratio: float) -> None:
+    def __init__(self, ratio: float, mode: str = "inverted") -> None:
         super().__init__()
+        if mode not in ("inverted", "course"):
+            raise ValueError(f"unknown dropout mode {mode!r}; choose one of: 'inverted', 'course'")
         self.ratio = float(ratio)
+        self.mode = mode
         self.mask: np.ndarray | None = None  # scaled keep-mask, or None for random masks
+
+    def _scale(self) -> float:
+        return 1.0 / (1.0 - self.ratio) if self.mode == "inverted" else 1.0
 
     def set_mask(self, mask: np.ndarray | None, dtype: np.dtype) -> None:
         if mask is None:
@@ -34,12 +43,19 @@ class Dropout(chainer.Link):
             return
         # NOTE(framework): F.dropout takes the mask already scaled (values 0 or 1 / (1 - ratio))
         # and in the activation dtype, so the bool mask is converted once here, not every step.
-        scale = dtype.type(1.0 / (1.0 - self.ratio))
+        scale = dtype.type(self._scale())
         self.mask = np.asarray(mask, dtype=bool).astype(dtype) * scale
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        # F.dropout is the identity when chainer.config.train is False.
-        return F.dropout(x, self.ratio, mask=self.mask)
+        if not chainer.config.train:
+            # NOTE(framework:dropout-scaling): F.dropout is the identity in eval (inverted only);
+            # the course's form scales at test time instead.
+            return x if self.mode == "inverted" else x * (1.0 - self.ratio)
+        mask = self.mask
+        if mask is None and self.mode == "course":
+            # A fresh unscaled keep-mask (F.dropout would draw a scaled one).
+            mask = (np.random.rand(*x.shape) >= self.ratio).astype(x.dtype)
+        return F.dropout(x, self.ratio, mask=mask)
 
 
 class _Contiguous(chainer.FunctionNode):

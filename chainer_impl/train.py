@@ -15,16 +15,23 @@ import chainer.functions as F  # noqa: E402
 def loss_fn(
     model: chainer.Chain, x: np.ndarray | chainer.Variable, t: np.ndarray, train: bool = True,
 ) -> chainer.Variable:
-    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum over every W of ||W||^2."""
+    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum over every W of ||W||^2
+    + weight_decay_l1 * sum over every W of |W|."""
     z = model.forward(x, train=train)  # (N, 10)
     # NOTE(framework): F.softmax_cross_entropy documents int32 labels (its CPU path also takes
     # the canonical int64); astype(copy=False) is free when they already are int32.
     loss = model.last_layer(z, t.astype(np.int32, copy=False))
     weight_decay = model.config.weight_decay
+    weight_decay_l1 = model.config.weight_decay_l1
+    # namedparams() yields "/fc1/W", "/conv1/W", ...: every weight, never a bias or gamma.
+    weights = [p for name, p in model.namedparams() if name.endswith("/W")]
     if weight_decay:
-        # namedparams() yields "/fc1/W", "/conv1/W", ...: every weight, never a bias or gamma.
-        l2 = sum(F.sum(p * p) for name, p in model.namedparams() if name.endswith("/W"))
+        l2 = sum(F.sum(p * p) for p in weights)
         loss = loss + 0.5 * weight_decay * l2
+    if weight_decay_l1:
+        # d|W|/dW is sign(W) (0 at 0, as np.sign): backward adds weight_decay_l1 * sign(W).
+        l1 = sum(F.sum(F.absolute(p)) for p in weights)
+        loss = loss + weight_decay_l1 * l1
     return loss
 # [/rosetta:loss]
 

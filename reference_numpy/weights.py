@@ -54,10 +54,9 @@ def save(model: Any, path: str | os.PathLike[str], extra_metadata: Mapping[str, 
 
 
 def load(path: str | os.PathLike[str], dtype: str = "float32", model: str | None = None) -> Any:
-    """Build an MLP or CNN from a shared weight file (any framework wrote it)."""
-    from reference_numpy.cnn import CNN
-    from reference_numpy.mlp import MLP
+    """Build the file's model (MLP, CNN, DeepCNN) from a shared weight file (any framework wrote it)."""
+    import reference_numpy  # the package exports every model class under the config's class_name
 
     params, config = load_weights(path, model=model, dtype=dtype)
-    cls = MLP if config.name == "mlp" else CNN
+    cls = getattr(reference_numpy, config.class_name)
     return cls(config, params=params, dtype=dtype)

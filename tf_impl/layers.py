@@ -18,25 +18,36 @@ import tensorflow as tf
 
 
 class Dropout(keras.layers.Layer):
-    """Inverted dropout: train ``y = x * mask / (1 - ratio)``, eval ``y = x``.
+    """Dropout whose keep-mask can be injected, in either convention (``mode``):
+
+    * "inverted" (default, keras.layers.Dropout's): train ``y = x * mask / (1 - ratio)``, eval ``y = x``;
+    * "course": train ``y = x * mask``, eval ``y = x * (1 - ratio)``.
 
     ``keep_mask`` (bool, activation-shaped) fixes the mask; None draws a fresh one per call.
     """
 
-    def __init__(self, ratio: float, **kwargs: object) -> None:
+    def __init__(self, ratio: float, mode: str = "inverted", **kwargs: object) -> None:
         super().__init__(**kwargs)
+        if mode not in ("inverted", "course"):
+            raise ValueError(f"unknown dropout mode {mode!r}; choose one of: 'inverted', 'course'")
         self.ratio = float(ratio)
+        self.mode = mode
         # NOTE(framework): keras.layers.Dropout draws its mask internally; no injection point.
         # An injected mask is a graph constant: a compiled step must be retraced after changing it.
         self.keep_mask: np.ndarray | None = None
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         if not training:
-            return x
+            # NOTE(framework:dropout-scaling): keras.layers.Dropout is inverted only; the
+            # course's form scales at test time instead.
+            return x if self.mode == "inverted" else x * (1.0 - self.ratio)
         if self.keep_mask is None:
             keep = tf.random.uniform(tf.shape(x), dtype=x.dtype) >= self.ratio
         else:
             keep = tf.constant(self.keep_mask, dtype=tf.bool)
+        if self.mode == "course":
+            # y = x * mask
+            return x * tf.cast(keep, x.dtype)
         # y = x * mask / (1 - ratio)
         return x * tf.cast(keep, x.dtype) / (1.0 - self.ratio)
 

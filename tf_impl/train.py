@@ -8,31 +8,35 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rosetta.weights import CNNConfig
 from tf_impl.optimizers import Optimizer
 
 
 def input_signature(model: keras.Model) -> list[tf.TensorSpec]:
     """Specs of ``(x, t)``: any batch size, the native input layout, the model's dtype."""
-    c = model.config
-    if isinstance(c, CNNConfig):
-        ch, h, w = c.input_dim
+    shape = model.config.input_shape  # canonical: (784,) or (C, H, W)
+    if len(shape) == 3:
+        ch, h, w = shape
         x_shape: tuple[int | None, ...] = (None, h, w, ch)  # NHWC
     else:
-        x_shape = (None, c.input_size)
+        x_shape = (None, *shape)
     return [tf.TensorSpec(x_shape, model.dtype_policy.compute_dtype),
             tf.TensorSpec((None,), tf.int64)]
 
 
 # [rosetta:loss]
 def loss_fn(model: keras.Model, logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2, in the logits' dtype."""
+    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2
+    + weight_decay_l1 * sum |W|, in the logits' dtype."""
     # Softmax with cross-entropy fused on the logits (see layers.softmax_cross_entropy).
     loss = model.last_layer(logits, t)
     weight_decay = model.config.weight_decay
     if weight_decay:
         # The L2 term is part of the loss, so the tape adds weight_decay * W to each gradient.
         loss = loss + 0.5 * weight_decay * tf.add_n([tf.reduce_sum(w * w) for w in model.weight_matrices()])
+    weight_decay_l1 = model.config.weight_decay_l1
+    if weight_decay_l1:
+        # d|W|/dW is sign(W) (0 at 0, as np.sign): the tape adds weight_decay_l1 * sign(W).
+        loss = loss + weight_decay_l1 * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in model.weight_matrices()])
     return loss
 # [/rosetta:loss]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from rosetta.weights import CNNConfig, param_spec
+from rosetta.weights import param_spec
 
 Conversion = tuple[str, keras.Variable, tuple[int, ...] | None]
 
@@ -31,30 +31,22 @@ def _bn(model: keras.Model, layer: str) -> list[Conversion]:
 
 
 def conversions(model: keras.Model) -> list[Conversion]:
-    """Every canonical tensor of ``model`` with its Keras variable, in ``param_spec`` order."""
-    c = model.config
-    if isinstance(c, CNNConfig):
-        conv: list[Conversion] = [
-            # NOTE(framework): Keras conv kernels are HWIO; the canonical layout is OIHW.
-            ("conv1.W", model.conv1.kernel, OIHW_TO_HWIO),
-            ("conv1.b", model.conv1.bias, None),
-        ]
-        if c.use_batchnorm:
-            conv += _bn(model, "bn1")
-        return conv + [
-            # Dense kernels are (in, out), as canonical; fc1's rows stay in (C, H, W) order because
-            # CNN.forward transposes NHWC -> NCHW before flatten.
-            ("fc1.W", model.fc1.kernel, None),
-            ("fc1.b", model.fc1.bias, None),
-            ("fc2.W", model.fc2.kernel, None),
-            ("fc2.b", model.fc2.bias, None),
-        ]
+    """Every canonical tensor of ``model`` with its Keras variable, in ``param_spec`` order.
+
+    Walks the config's layers: every ``conv*`` (kernel permuted), ``bn*`` and ``fc*`` layer.
+    """
     out: list[Conversion] = []
-    for name in model.layer_names:
-        if name.startswith("fc"):
-            layer = getattr(model, name)
+    for name in model.config.layer_names():
+        kind = name.rstrip("0123456789")  # conv3 -> conv, fc1 -> fc, bn2 -> bn
+        layer = getattr(model, name, None)
+        if kind == "conv":
+            # NOTE(framework): Keras conv kernels are HWIO; the canonical layout is OIHW.
+            out += [(f"{name}.W", layer.kernel, OIHW_TO_HWIO), (f"{name}.b", layer.bias, None)]
+        elif kind == "fc":
+            # Dense kernels are (in, out), as canonical; the first fc's rows stay in (C, H, W)
+            # order because the CNNs transpose NHWC -> NCHW before flatten.
             out += [(f"{name}.W", layer.kernel, None), (f"{name}.b", layer.bias, None)]
-        elif name.startswith("bn"):
+        elif kind == "bn":
             out += _bn(model, name)
     return out
 
