@@ -47,14 +47,15 @@ class Dropout(chainer.Link):
         self.mask = np.asarray(mask, dtype=bool).astype(dtype) * scale
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        if not chainer.config.train:
-            # NOTE(framework:dropout-scaling): F.dropout is the identity in eval (inverted only);
+        if self.mode == "course" and not chainer.config.train:
+            # NOTE(framework:dropout-scaling): F.dropout is inverted only (the identity in eval);
             # the course's form scales at test time instead.
-            return x if self.mode == "inverted" else x * (1.0 - self.ratio)
+            return chainer.as_variable(x) * (1.0 - self.ratio)
         mask = self.mask
         if mask is None and self.mode == "course":
             # A fresh unscaled keep-mask (F.dropout would draw a scaled one).
             mask = (np.random.rand(*x.shape) >= self.ratio).astype(x.dtype)
+        # F.dropout is the identity when chainer.config.train is False.
         return F.dropout(x, self.ratio, mask=mask)
 
 

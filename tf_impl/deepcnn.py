@@ -45,13 +45,12 @@ class DeepCNN(keras.Model):
         self.flatten = keras.layers.Flatten(dtype=dtype, name="flatten")
         self.fc1 = keras.layers.Dense(c.hidden_size, dtype=dtype, name="fc1")
         self.relu7 = keras.layers.ReLU(dtype=dtype, name="relu7")
-        self.use_dropout = c.dropout_ratio > 0
-        if self.use_dropout:
+        if c.dropout_ratio > 0:
             # NOTE(framework:dropout-scaling): keras.layers.Dropout is inverted only; the port's
             # Dropout also computes the course's form (config.dropout_mode).
             self.drop1 = Dropout(c.dropout_ratio, c.dropout_mode, dtype=dtype, name="drop1")
         self.fc2 = keras.layers.Dense(c.output_size, dtype=dtype, name="fc2")
-        if self.use_dropout:
+        if c.dropout_ratio > 0:
             self.drop2 = Dropout(c.dropout_ratio, c.dropout_mode, dtype=dtype, name="drop2")
         self.last_layer = softmax_cross_entropy
         # The layer names in forward order (the Dropout layers among them are found by name).
@@ -104,12 +103,12 @@ class DeepCNN(keras.Model):
         x = a["flatten"] = self.flatten(x)  # (N, 1024) in (C, H, W) order
         x = a["fc1"] = self.fc1(x)  # (N, 50)
         x = a["relu7"] = self.relu7(x)  # (N, 50)
-        if self.use_dropout:
+        if self.config.dropout_ratio > 0:
             # NOTE(framework:keras-training-flag): without training=True a Keras layer runs in
             # inference mode; the port's Dropout takes the flag explicitly.
             x = a["drop1"] = self.drop1(x, training=train)  # (N, 50)
         x = a["fc2"] = self.fc2(x)  # (N, 10)
-        if self.use_dropout:
+        if self.config.dropout_ratio > 0:
             x = a["drop2"] = self.drop2(x, training=train)  # (N, 10), dropout on the logits (the book's)
         return (x, a) if return_activations else x
 

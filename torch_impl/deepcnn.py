@@ -38,13 +38,12 @@ class DeepCNN(nn.Module):
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(config.pool_output_size, config.hidden_size, dtype=torch_dtype)
         self.relu7 = nn.ReLU()
-        self.use_dropout = config.dropout_ratio > 0
-        if self.use_dropout:
+        if config.dropout_ratio > 0:
             # NOTE(framework:dropout-scaling): nn.Dropout is inverted only; the port's Dropout
             # also computes the course's form (config.dropout_mode).
             self.drop1 = Dropout(config.dropout_ratio, config.dropout_mode)
         self.fc2 = nn.Linear(config.hidden_size, config.output_size, dtype=torch_dtype)
-        if self.use_dropout:
+        if config.dropout_ratio > 0:
             self.drop2 = Dropout(config.dropout_ratio, config.dropout_mode)
         # Softmax with cross-entropy on the logits, mean over the batch (see train.loss_fn).
         self.last_layer = nn.CrossEntropyLoss(reduction="mean")
@@ -76,10 +75,10 @@ class DeepCNN(nn.Module):
         x = a["flatten"] = self.flatten(x)  # (N, 1024) in (C, H, W) order
         x = a["fc1"] = self.fc1(x)  # (N, 50)
         x = a["relu7"] = self.relu7(x)  # (N, 50)
-        if self.use_dropout:
+        if self.config.dropout_ratio > 0:
             x = a["drop1"] = self.drop1(x)  # (N, 50)
         x = a["fc2"] = self.fc2(x)  # (N, 10)
-        if self.use_dropout:
+        if self.config.dropout_ratio > 0:
             x = a["drop2"] = self.drop2(x)  # (N, 10), dropout on the logits (the book's)
         return (x, a) if return_activations else x
 # [/rosetta:deepcnn]
