@@ -189,13 +189,12 @@ def test_reference_layers_and_shapes() -> None:
 def test_reference_dropout_convention(mode: str) -> None:
     """Eval scales by 1 - ratio in the course's convention only; train keeps the masked units
     unscaled there and scales them by 1 / (1 - ratio) in the inverted one."""
-    model = RefDeepCNN(config(mode), params=params64(), dtype="float64")
-    model.set_dropout_masks(masks())
-    x, _ = forward_batch()
-    _, train_acts = model.forward(x, train=True, return_activations=True)
-    _, eval_acts = model.forward(x, train=False, return_activations=True)
+    ref = reference("float64", mode)
+    train_acts, eval_acts = ref[("acts", True)], ref[("acts", False)]
     scale_train, scale_eval = (2.0, 1.0) if mode == "inverted" else (1.0, 0.5)
     np.testing.assert_array_equal(train_acts["drop1"], train_acts["relu7"] * masks()["drop1"] * scale_train)
+    np.testing.assert_array_equal(train_acts["drop2"], train_acts["fc2"] * masks()["drop2"] * scale_train)
+    np.testing.assert_array_equal(eval_acts["drop1"], eval_acts["relu7"] * scale_eval)
     np.testing.assert_array_equal(eval_acts["drop2"], eval_acts["fc2"] * scale_eval)
 
 
