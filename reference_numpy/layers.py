@@ -162,7 +162,9 @@ class Convolution:
         self.col = self.im2col(x, fh, fw, self.stride, self.pad)  # (N*OH*OW, C*FH*FW)
         self.col_W = self.W.reshape(fn, -1).T  # (C*FH*FW, FN)
         out = np.dot(self.col, self.col_W)  # (N*OH*OW, FN)
-        out += self.b  # in place: the GEMM's output is ours
+        # + b in place, through (N, OH*OW*FN) rows: the same additions as out += b, but numpy's
+        # inner loop runs OH*OW*FN long instead of FN (4x faster for the CNN's 30 filters).
+        out.reshape(n, -1)[...] += np.tile(self.b, out_h * out_w)  # (N, OH*OW*FN)
         return out.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2)  # (N, FN, OH, OW)
 
     def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
@@ -248,17 +250,25 @@ class MaxPooling:
         return out
 
     def _backward_fast(self, dout: np.ndarray) -> np.ndarray:
-        dx = np.zeros_like(self.x)  # (N, C, H, W), x's memory layout; floor leaves rows at zero
-        free = np.ones(self.out.shape, dtype=bool)  # windows whose maximum is not found yet
-        overlap = self.stride < max(self.pool_h, self.pool_w)
+        tiled = self.pool_h == self.pool_w == self.stride  # windows tile the input: no overlap, no gap
+        dx = np.empty_like(self.x) if tiled else np.zeros_like(self.x)  # (N, C, H, W), x's layout
+        if tiled:  # floor: the last rows and columns no window covers get no gradient
+            dx[:, :, self.stride * self.out.shape[2]:, :] = 0
+            dx[:, :, :, self.stride * self.out.shape[3]:] = 0
+        # dout in out's memory layout (it comes NCHW from Flatten, out is NHWC after a conv):
+        # one small copy, then every product below runs over a single memory order.
+        dout_like_out = np.empty_like(self.out)  # (N, C, OH, OW)
+        dout_like_out[...] = dout
+        dout = dout_like_out
+        free = np.ones_like(self.out, dtype=bool)  # windows whose maximum is not found yet
         for view, dx_view in zip(self._views(self.x), self._views(dx), strict=True):
             hit = view == self.out  # (N, C, OH, OW)
             hit &= free  # only the first maximum in window order: the course's argmax
             free ^= hit
-            if overlap:  # a pixel in several windows sums their shares, in col2im's order
-                dx_view += dout * hit
-            else:
+            if tiled:
                 np.multiply(dout, hit, out=dx_view)
+            else:  # a pixel in several windows sums their shares, in col2im's order
+                dx_view += dout * hit
         return dx
 
 
