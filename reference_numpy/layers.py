@@ -169,8 +169,11 @@ class Convolution:
 
     def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         fn, c, fh, fw = self.W.shape
+        n = dout.shape[0]
         dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)  # (N*OH*OW, FN), a copy only if NCHW
-        self.db = np.sum(dout, axis=0)  # (FN,)
+        # db = sum over rows, as the batch sum first and then the OH*OW positions: one long inner
+        # loop each (np.sum(dout, axis=0) runs N*OH*OW inner loops FN long, 4x slower here).
+        self.db = dout.reshape(n, -1).sum(axis=0).reshape(-1, fn).sum(axis=0)  # (FN,)
         self.dW = np.dot(self.col.T, dout)  # (C*FH*FW, FN)
         self.dW = self.dW.transpose(1, 0).reshape(fn, c, fh, fw)  # (FN, C, FH, FW)
         if not need_dx:  # first layer: skip the col2im nobody reads
@@ -260,11 +263,14 @@ class MaxPooling:
         dout_like_out = np.empty_like(self.out)  # (N, C, OH, OW)
         dout_like_out[...] = dout
         dout = dout_like_out
-        free = np.ones_like(self.out, dtype=bool)  # windows whose maximum is not found yet
+        free: np.ndarray | None = None  # windows whose maximum is not found yet (None: all)
         for view, dx_view in zip(self._views(self.x), self._views(dx), strict=True):
             hit = view == self.out  # (N, C, OH, OW)
-            hit &= free  # only the first maximum in window order: the course's argmax
-            free ^= hit
+            if free is None:
+                free = ~hit
+            else:
+                hit &= free  # only the first maximum in window order: the course's argmax
+                free ^= hit
             if tiled:
                 np.multiply(dout, hit, out=dx_view)
             else:  # a pixel in several windows sums their shares, in col2im's order
