@@ -87,8 +87,9 @@ def _gather_index(c: int, hp: int, wp: int, filter_h: int, filter_w: int, stride
 
 def im2col_fast(x: np.ndarray, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
     """The same matrix as :func:`im2col`, gathered by one ``np.take`` (no zero fill, no transpose):
-    2-4x faster here, because the copy runs in col's own order. Input in NHWC memory (what a
-    Convolution, and the ReLU and pool after it, hand on) is read where it lies, without a copy."""
+    1.6-2.8x faster here (1.3 against 3.7 ms for the CNN's conv1 on 100 images, 40 against 64 ms
+    for 16 channels at 28 x 28 with pad 1), because the copy runs in col's own order. Input in NHWC
+    memory (what a Convolution, and the ReLU and pool after it, hand on) is read where it lies."""
     _check_4d(x)
     n, c, h, w = x.shape
     out_h = conv_output_size(h, filter_h, stride, pad)
@@ -112,7 +113,9 @@ def col2im_fast(
 ) -> np.ndarray:
     """:func:`col2im` without its transpose: the same additions in the same (kh, kw) order, into an
     NHWC buffer, so every pixel's sum is bit-identical. Returns an (N, C, H, W) view of NHWC memory,
-    the layout the Convolution's output has."""
+    the layout the Convolution's output has, so the previous layer's backward stays in it. Not
+    faster by itself (86 ms either way for 16 channels at 28 x 28, 100 images): the strided reads
+    of col dominate."""
     n, c, h, w = input_shape
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
