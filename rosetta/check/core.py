@@ -122,7 +122,7 @@ def transfer(ref: Any, port: Any, ref_build: Pass, port_build: Pass) -> tuple[li
                                 f"{ps.shape}")
                 continue
             ps.set(native.astype(ps.get().dtype))
-            how = f", {ps.how}" if ps.how else ""
+            how = (f", {ps.how}" if ps.how else "") + (f" ({ps.note})" if ps.note else "")
             if role in ("running_mean", "running_var"):
                 continue
             lines.append(f"{rs.name} {value.shape} -> {ps.name} {ps.shape}{how}")
@@ -151,8 +151,8 @@ def _choose_layout(ps: Any, value: np.ndarray, port: Any, port_build: Pass, ref_
             ps.how = ""
         elif shape == value.T.shape and shape != value.shape:
             ps.how = "transposed"
-        elif shape == value.shape:
-            ps.how = ps.how + " (square: by the framework's convention)" if ps.how else ""
+        elif shape == value.shape and ps.how:
+            ps.note = "square: by the framework's convention"
 
 
 def _last_4d_before(p: Pass, plid: int) -> np.ndarray | None:
@@ -162,7 +162,9 @@ def _last_4d_before(p: Pass, plid: int) -> np.ndarray | None:
             if e.inp is not None and e.inp.ndim == 4:
                 return e.inp
             return found
-        if e.out.ndim == 4:
+        if e.plid is not None:
+            found = None
+        elif e.out.ndim == 4:
             found = e.out
     return None
 
@@ -471,8 +473,8 @@ def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray 
         before = _snapshot(ref)
         bn_before = {i: (pl.slots["running_mean"].canonical(), pl.slots["running_var"].canonical())
                      for i, pl in enumerate(ref.param_layers) if "running_mean" in pl.slots}
-        pp = prt.run(x, t, is_train)
-        rp = ref.run(x, t, is_train, masks=pp.masks if is_train else None)
+        pp = prt.run(x, t, is_train, backward=is_train)
+        rp = ref.run(x, t, is_train, masks=pp.masks if is_train else None, backward=is_train)
         pc = PassChecker(mode, ref, prt, rp, pp, pairs, dtype, before, x, t, is_train)
         layers_ok = pc.layers()
         if pp.error:

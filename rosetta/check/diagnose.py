@@ -100,8 +100,8 @@ def layer_hypotheses(ev: Event, params: dict[str, np.ndarray], framework: str, t
                 yield (f"padding or stride: the port pools {k}x{k}, stride {s}, padding {p}; the "
                        f"reference {size}x{size}, stride {stride}, padding {pad}", "padding-stride",
                        lambda k=k, s=s, p=p: ops.pool(x, k, s, p, mode=mode))
-    if kind in KIND_WORDS or kind == "dropout" and not train:
-        ref_word = KIND_WORDS.get(kind, "nothing (dropout in eval mode)")
+    if kind in KIND_WORDS:
+        ref_word = KIND_WORDS[kind]
         for name in ops.ACTIVATIONS:
             if name != kind:
                 yield (f"activation differs: the port applies {KIND_WORDS[name]} where the reference "
@@ -168,7 +168,7 @@ def eval_dropout_active(ev: Event, port: np.ndarray, p: float, tol: float) -> st
     """The port's Dropout drops units in eval mode (torch F.dropout without training=...)."""
     x = np.asarray(ev.inp, dtype=np.float64)
     keep = port != 0
-    if keep.all() or (~keep).all():
+    if not np.any((x != 0) & ~keep):
         return None
     for scale in (1 / (1 - p), 1.0):
         if matches(x * keep * scale, port, tol):

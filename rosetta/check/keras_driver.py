@@ -32,6 +32,10 @@ def _np(t: Any) -> np.ndarray:
     return np.array(keras.ops.convert_to_numpy(t))
 
 
+def _dtype_name(t: Any) -> str:
+    return str(getattr(t.dtype, "name", t.dtype))
+
+
 def _activation_name(fn: Any) -> str:
     return getattr(fn, "__name__", str(fn))
 
@@ -175,15 +179,23 @@ class KerasDriver:
                 src = args[0] if args else None
                 events.append(Event(f"{layer.name} ({type(layer).__name__})", kind, _np(out),
                                     None if src is None else _np(src), layer_attrs(layer, kind), plid,
-                                    str(out.dtype)))
+                                    _dtype_name(out)))
                 if split is not None:
                     pre = out
-                    out = split(pre)
+                    depth[0] += 1
+                    try:
+                        out = split(pre)
+                    finally:
+                        depth[0] -= 1
                     events.append(Event(f"{layer.name} (activation={_activation_name(split)})",
                                         kind_from_name(_activation_name(split)), _np(out), _np(pre), {},
-                                        None, str(out.dtype)))
+                                        None, _dtype_name(out)))
             elif split is not None:
-                out = split(out)
+                depth[0] += 1
+                try:
+                    out = split(out)
+                finally:
+                    depth[0] -= 1
             return out
 
         def wrap(fn: Any, name: str) -> Any:
@@ -199,7 +211,7 @@ class KerasDriver:
                 if kind == "other":
                     kind = "layout"
                 events.append(Event(f"{name}()", kind, _np(out), _np(args[0]) if args else None, {}, None,
-                                    str(out.dtype)))
+                                    _dtype_name(out)))
                 return out
             return wrapper
 
@@ -237,9 +249,10 @@ class KerasDriver:
         events: list[Event] = []
         result = Pass(events)
         try:
-            with tf.GradientTape() as tape, self._tracing(events):
+            with tf.GradientTape() as tape:
                 tape.watch(xt)
-                y = self.model(xt, training=train)
+                with self._tracing(events):
+                    y = self.model(xt, training=train)
                 loss = None if t is None else self._loss(y, tf.constant(np.asarray(t), dtype=tf.int64))
         except Exception as exc:  # noqa: BLE001 - a port that fails is reported, not raised
             result.error = f"{type(exc).__name__}: {exc}"

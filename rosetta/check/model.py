@@ -51,6 +51,7 @@ class Slot:
     grad: Callable[[], np.ndarray | None] = lambda: None
     how: str = ""
     perm_shape: tuple[int, int, int] | None = None  # (C, H, W) for 'rows (H, W, C)'
+    note: str = ""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -104,7 +105,9 @@ class Pass:
 
 def to_ref_layout(a: np.ndarray, ref_shape: tuple[int, ...], framework: str) -> np.ndarray:
     """A port tensor in the reference's layout: Keras NHWC -> NCHW when that gives the shape."""
-    if framework == "keras" and a.ndim == 4 and a.transpose(0, 3, 1, 2).shape == tuple(ref_shape):
+    if framework == "keras" and a.ndim == 4:
+        if a.shape == tuple(ref_shape) and a.transpose(0, 3, 1, 2).shape != tuple(ref_shape):
+            return a  # already NCHW (a model that transposes itself)
         return a.transpose(0, 3, 1, 2)
     return a
 
