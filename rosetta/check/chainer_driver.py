@@ -1,6 +1,6 @@
-"""Driving a ``chainer.Chain``: a link hook keeps every leaf link's output, and the
-``chainer.functions`` a port calls directly (``F.relu``, ``F.max_pooling_2d``, ``F.reshape``) are
-wrapped for the duration of a pass."""
+"""Driving a ``chainer.Chain``: a link hook keeps every leaf link's output, and
+``FunctionNode.apply`` is wrapped for the duration of a pass so that the functions a model calls
+itself (``F.relu``, ``F.max_pooling_2d``, ``F.reshape``) are kept too."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ import chainer.functions as F  # noqa: E402, N812
 import chainer.links as L  # noqa: E402, N812
 
 LOSS_ATTRS = ("last_layer", "lastLayer", "loss_fn", "criterion", "lossfun", "loss_function")
-FUNCTIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "leaky_relu", "max_pooling_2d",
-             "average_pooling_2d", "dropout", "reshape", "transpose", "flatten")
 LINK_KINDS: list[tuple[type, str]] = [(L.Linear, "affine"), (L.Convolution2D, "conv"),
                                       (L.BatchNormalization, "batchnorm")]
 
@@ -152,35 +150,31 @@ class ChainerDriver:
                                     _np(args.out), None if src is None else _np(src), link_attrs(link, kind),
                                     plid, args.out.dtype.name))
 
-        def wrap(fn: Any, name: str) -> Any:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if depth[0] > 0:
-                    return fn(*args, **kwargs)
-                depth[0] += 1
-                try:
-                    out = fn(*args, **kwargs)
-                finally:
-                    depth[0] -= 1
-                kind = kind_from_name(name)
-                attrs: dict[str, object] = {}
-                if kind in ("pool", "avgpool"):
-                    attrs = _pool_call_attrs(name, args, kwargs)
-                if kind == "dropout":
-                    attrs = {"ratio": float(args[1] if len(args) > 1 else kwargs.get("ratio", 0.5))}
-                events.append(Event(f"F.{name}()", kind, _np(out), _np(args[0]) if args else None, attrs,
-                                    None, _np(out).dtype.name))
-                return out
-            return wrapper
+        original_apply = chainer.FunctionNode.apply
 
-        saved = [(n, getattr(F, n)) for n in FUNCTIONS]
-        for n, fn in saved:
-            setattr(F, n, wrap(fn, n))
+        def apply(node: Any, inputs: Any) -> Any:
+            # Every function application (F.relu, also one a model stored as self.activation =
+            # F.relu before the pass) goes through FunctionNode.apply.
+            if depth[0] > 0:
+                return original_apply(node, inputs)
+            depth[0] += 1
+            try:
+                ret = original_apply(node, inputs)
+            finally:
+                depth[0] -= 1
+            kind = kind_from_name(type(node).__name__)
+            if kind != "other" and len(ret) == 1:
+                events.append(Event(f"F.{type(node).__name__}", kind, _np(ret[0]),
+                                    _np(inputs[0]) if inputs else None, _node_attrs(node, kind), None,
+                                    ret[0].dtype.name))
+            return ret
+
+        chainer.FunctionNode.apply = apply
         try:
             with Hook():
                 yield
         finally:
-            for n, fn in saved:
-                setattr(F, n, fn)
+            chainer.FunctionNode.apply = original_apply
 
     def build(self, x: np.ndarray) -> Pass:
         with chainer.using_config("dtype", np.dtype(self.dtype)):
@@ -237,13 +231,10 @@ class ChainerDriver:
         optimizer.update()
 
 
-def _pool_call_attrs(name: str, args: tuple, kwargs: dict) -> dict[str, object]:
-    names = ("x", "ksize", "stride", "pad", "cover_all")
-    bound = dict(zip(names, args, strict=False)) | kwargs
-    k = bound.get("ksize", 2)
-    k = int(k[0] if isinstance(k, tuple | list) else k)
-    s = bound.get("stride") or k
-    s = int(s[0] if isinstance(s, tuple | list) else s)
-    p = bound.get("pad", 0)
-    cover_all = bool(bound.get("cover_all", True)) if name == "max_pooling_2d" else False
-    return {"size": k, "stride": s, "pad": int(p[0] if isinstance(p, tuple | list) else p), "ceil": cover_all}
+def _node_attrs(node: Any, kind: str) -> dict[str, object]:
+    if kind in ("pool", "avgpool"):
+        return {"size": int(getattr(node, "kh", 2)), "stride": int(getattr(node, "sy", 2)),
+                "pad": int(getattr(node, "ph", 0)), "ceil": bool(getattr(node, "cover_all", False))}
+    if kind == "dropout":
+        return {"ratio": float(getattr(node, "dropout_ratio", 0.5))}
+    return {}
