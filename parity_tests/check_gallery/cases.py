@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from parity_tests.check_gallery import course
+from check_gallery import course
 from reference_numpy.layers import SoftmaxWithLoss
 
 
@@ -46,13 +46,13 @@ def mlp_ext(**kw: Any) -> Callable[[], course.MultiLayerNetExtend]:
 
 
 def notes_reference() -> Any:
-    from parity_tests.check_gallery.chainer_ports import NotesNN
+    from check_gallery.chainer_ports import NotesNN
     return NotesNN()
 
 
 def tp(name: str, **kw: Any) -> Callable[[], Any]:
     def make() -> Any:
-        from parity_tests.check_gallery import torch_ports
+        from check_gallery import torch_ports
         from torch import nn
         if kw.get("criterion") == "sum":
             kw["criterion"] = nn.CrossEntropyLoss(reduction="sum")
@@ -67,7 +67,7 @@ def tp(name: str, **kw: Any) -> Callable[[], Any]:
 def kp(name: str, **kw: Any) -> Callable[[], Any]:
     def make(dtype: str = "float64") -> Any:
         import keras
-        from parity_tests.check_gallery import keras_ports
+        from check_gallery import keras_ports
         if kw.get("loss") == "sum":
             kw["loss"] = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum",
                                                                    dtype=dtype)
@@ -81,7 +81,7 @@ def kp(name: str, **kw: Any) -> Callable[[], Any]:
 
 def cp(name: str, **kw: Any) -> Callable[[], Any]:
     def make() -> Any:
-        from parity_tests.check_gallery import chainer_ports
+        from check_gallery import chainer_ports
         if kw.get("lossfun") == "sum":
             kw["lossfun"] = chainer_ports.sum_loss
         elif kw.get("lossfun") == "guard":

@@ -345,3 +345,8 @@ class DeepConvNet:
         self.layers.append(Affine(self.params['W8'], self.params['b8']))
         self.layers.append(Dropout(0.5))
         self.last_layer = SoftmaxWithLoss()
+
+
+def two_layer_net() -> TwoLayerNet:
+    """The course TwoLayerNet(784, 50, 10) (for the command-line tests)."""
+    return TwoLayerNet(784, 50, 10)

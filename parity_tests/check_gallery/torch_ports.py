@@ -119,3 +119,13 @@ class NotesMLP(nn.Module):
         h = F.relu(self.l2(F.relu(self.l1(x))))
         y = self.l3(h)
         return torch.sigmoid(y) if self.output_sigmoid else y
+
+
+def two_layer_port() -> TwoLayerNet:
+    """A correct port of the course TwoLayerNet(784, 50, 10) (for the command-line tests)."""
+    return TwoLayerNet()
+
+
+def two_layer_sigmoid_port() -> TwoLayerNet:
+    """The same port with sigmoid where the course has ReLU."""
+    return TwoLayerNet(activation="sigmoid")
