@@ -42,8 +42,14 @@ class SquareLinear(chainer.Link):
 
 
 class TwoLayerNet(chainer.Chain):
-    def __init__(self, hidden: int = 50, activation: str = "relu", softmax_out: bool = False,
-                 lossfun: object = None, square_bug: bool = False) -> None:
+    def __init__(
+        self,
+        hidden: int = 50,
+        activation: str = "relu",
+        softmax_out: bool = False,
+        lossfun: object = None,
+        square_bug: bool = False,
+    ) -> None:
         super().__init__()
         with self.init_scope():
             self.fc1 = L.Linear(784, hidden)
@@ -70,7 +76,9 @@ def guard_loss(y, t):  # noqa: ANN001, ANN201
 
 
 class SimpleConvNet(chainer.Chain):
-    def __init__(self, filter_size: int = 5, pad: int = 0, cover_all: bool = False, flatten: str = "chw") -> None:
+    def __init__(
+        self, filter_size: int = 5, pad: int = 0, cover_all: bool = False, flatten: str = "chw"
+    ) -> None:
         super().__init__()
         with self.init_scope():
             self.conv1 = L.Convolution2D(1, 30, filter_size, pad=pad)
@@ -89,8 +97,14 @@ class SimpleConvNet(chainer.Chain):
 
 
 class MultiLayerNetExtend(chainer.Chain):
-    def __init__(self, hidden: tuple[int, ...] = (20, 20), batchnorm: bool = True, dropout: float = 0.0,
-                 eps: float = 1e-5, decay: float = 0.9) -> None:
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (20, 20),
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        decay: float = 0.9,
+    ) -> None:
         super().__init__()
         sizes = [784, *hidden]
         self.n = len(hidden)

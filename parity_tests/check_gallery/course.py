@@ -32,7 +32,7 @@ class Relu:
         self.mask = None
 
     def forward(self, x):
-        self.mask = (x <= 0)
+        self.mask = x <= 0
         out = x.copy()
         out[self.mask] = 0
         return out
@@ -184,8 +184,9 @@ class BatchNormalization:
     """The course's BatchNorm on (N, D); ``unbiased`` stores var * m / (m - 1) in running_var as
     the frameworks do (the course stores the biased one); running_var starts at 1 (course: 0)."""
 
-    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None, eps=1e-5,
-                 unbiased=True):
+    def __init__(
+        self, gamma, beta, momentum=0.9, running_mean=None, running_var=None, eps=1e-5, unbiased=True
+    ):
         self.gamma = gamma
         self.beta = beta
         self.momentum = momentum
@@ -207,7 +208,7 @@ class BatchNormalization:
         if train_flg:
             mu = x.mean(axis=0)
             xc = x - mu
-            var = np.mean(xc ** 2, axis=0)
+            var = np.mean(xc**2, axis=0)
             std = np.sqrt(var + self.eps)
             xn = xc / std
             self.batch_size = x.shape[0]
@@ -236,14 +237,14 @@ class TwoLayerNet:
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, seed=0):
         rng = np.random.RandomState(seed)
         self.params = {}
-        self.params['W1'] = weight_init_std * rng.randn(input_size, hidden_size)
-        self.params['b1'] = 0.1 * rng.randn(hidden_size)
-        self.params['W2'] = weight_init_std * 30 * rng.randn(hidden_size, output_size)
-        self.params['b2'] = 0.1 * rng.randn(output_size)
+        self.params["W1"] = weight_init_std * rng.randn(input_size, hidden_size)
+        self.params["b1"] = 0.1 * rng.randn(hidden_size)
+        self.params["W2"] = weight_init_std * 30 * rng.randn(hidden_size, output_size)
+        self.params["b2"] = 0.1 * rng.randn(output_size)
         self.layers = OrderedDict()
-        self.layers['Affine1'] = Affine(self.params['W1'], self.params['b1'])
-        self.layers['Relu1'] = Relu()
-        self.layers['Affine2'] = Affine(self.params['W2'], self.params['b2'])
+        self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
+        self.layers["Relu1"] = Relu()
+        self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
         self.lastLayer = SoftmaxWithLoss()
 
     def predict(self, x):
@@ -253,13 +254,19 @@ class TwoLayerNet:
 
 
 class SimpleConvNet:
-    def __init__(self, input_dim=(1, 28, 28),
-                 conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1},  # noqa: B006
-                 hidden_size=100, output_size=10, weight_init_std=0.01, seed=0):
-        filter_num = conv_param['filter_num']
-        filter_size = conv_param['filter_size']
-        filter_pad = conv_param['pad']
-        filter_stride = conv_param['stride']
+    def __init__(
+        self,
+        input_dim=(1, 28, 28),
+        conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},  # noqa: B006
+        hidden_size=100,
+        output_size=10,
+        weight_init_std=0.01,
+        seed=0,
+    ):
+        filter_num = conv_param["filter_num"]
+        filter_size = conv_param["filter_size"]
+        filter_pad = conv_param["pad"]
+        filter_stride = conv_param["stride"]
         input_size = input_dim[1]
         conv_output_size = (input_size - filter_size + 2 * filter_pad) / filter_stride + 1
         # floor of conv_output_size / 2: the course's int(...) of a float, for odd sizes too
@@ -267,49 +274,72 @@ class SimpleConvNet:
         rng = np.random.RandomState(seed)
         self.input_dim = tuple(input_dim)
         self.params = {}
-        self.params['W1'] = weight_init_std * 10 * rng.randn(filter_num, input_dim[0], filter_size, filter_size)
-        self.params['b1'] = 0.1 * rng.randn(filter_num)
-        self.params['W2'] = weight_init_std * rng.randn(pool_output_size, hidden_size)
-        self.params['b2'] = 0.1 * rng.randn(hidden_size)
-        self.params['W3'] = weight_init_std * 10 * rng.randn(hidden_size, output_size)
-        self.params['b3'] = 0.1 * rng.randn(output_size)
+        self.params["W1"] = (
+            weight_init_std * 10 * rng.randn(filter_num, input_dim[0], filter_size, filter_size)
+        )
+        self.params["b1"] = 0.1 * rng.randn(filter_num)
+        self.params["W2"] = weight_init_std * rng.randn(pool_output_size, hidden_size)
+        self.params["b2"] = 0.1 * rng.randn(hidden_size)
+        self.params["W3"] = weight_init_std * 10 * rng.randn(hidden_size, output_size)
+        self.params["b3"] = 0.1 * rng.randn(output_size)
         self.layers = OrderedDict()
-        self.layers['Conv1'] = Convolution(self.params['W1'], self.params['b1'],
-                                           conv_param['stride'], conv_param['pad'])
-        self.layers['Relu1'] = Relu()
-        self.layers['Pool1'] = Pooling(pool_h=2, pool_w=2, stride=2)
-        self.layers['Affine1'] = Affine(self.params['W2'], self.params['b2'])
-        self.layers['Relu2'] = Relu()
-        self.layers['Affine2'] = Affine(self.params['W3'], self.params['b3'])
+        self.layers["Conv1"] = Convolution(
+            self.params["W1"], self.params["b1"], conv_param["stride"], conv_param["pad"]
+        )
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Affine1"] = Affine(self.params["W2"], self.params["b2"])
+        self.layers["Relu2"] = Relu()
+        self.layers["Affine2"] = Affine(self.params["W3"], self.params["b3"])
         self.last_layer = SoftmaxWithLoss()
 
 
 class MultiLayerNetExtend:
-    def __init__(self, input_size, hidden_size_list, output_size, activation='relu',
-                 use_dropout=False, dropout_ration=0.5, use_batchnorm=False, bn_eps=1e-5,
-                 bn_momentum=0.9, bn_unbiased=True, dropout_inverted=True, seed=0):
+    def __init__(
+        self,
+        input_size,
+        hidden_size_list,
+        output_size,
+        activation="relu",
+        use_dropout=False,
+        dropout_ration=0.5,
+        use_batchnorm=False,
+        bn_eps=1e-5,
+        bn_momentum=0.9,
+        bn_unbiased=True,
+        dropout_inverted=True,
+        seed=0,
+    ):
         rng = np.random.RandomState(seed)
         self.hidden_layer_num = len(hidden_size_list)
         self.params = {}
         sizes = [input_size] + list(hidden_size_list) + [output_size]
         for idx in range(1, len(sizes)):
-            self.params['W' + str(idx)] = np.sqrt(2.0 / sizes[idx - 1]) * rng.randn(sizes[idx - 1], sizes[idx])
-            self.params['b' + str(idx)] = 0.1 * rng.randn(sizes[idx])
-        activation_layer = {'sigmoid': Sigmoid, 'relu': Relu}
+            self.params["W" + str(idx)] = np.sqrt(2.0 / sizes[idx - 1]) * rng.randn(
+                sizes[idx - 1], sizes[idx]
+            )
+            self.params["b" + str(idx)] = 0.1 * rng.randn(sizes[idx])
+        activation_layer = {"sigmoid": Sigmoid, "relu": Relu}
         self.layers = OrderedDict()
         for idx in range(1, self.hidden_layer_num + 1):
-            self.layers['Affine' + str(idx)] = Affine(self.params['W' + str(idx)], self.params['b' + str(idx)])
+            self.layers["Affine" + str(idx)] = Affine(
+                self.params["W" + str(idx)], self.params["b" + str(idx)]
+            )
             if use_batchnorm:
-                self.params['gamma' + str(idx)] = 1.0 + 0.1 * rng.randn(hidden_size_list[idx - 1])
-                self.params['beta' + str(idx)] = 0.1 * rng.randn(hidden_size_list[idx - 1])
-                self.layers['BatchNorm' + str(idx)] = BatchNormalization(
-                    self.params['gamma' + str(idx)], self.params['beta' + str(idx)], bn_momentum,
-                    eps=bn_eps, unbiased=bn_unbiased)
-            self.layers['Activation_function' + str(idx)] = activation_layer[activation]()
+                self.params["gamma" + str(idx)] = 1.0 + 0.1 * rng.randn(hidden_size_list[idx - 1])
+                self.params["beta" + str(idx)] = 0.1 * rng.randn(hidden_size_list[idx - 1])
+                self.layers["BatchNorm" + str(idx)] = BatchNormalization(
+                    self.params["gamma" + str(idx)],
+                    self.params["beta" + str(idx)],
+                    bn_momentum,
+                    eps=bn_eps,
+                    unbiased=bn_unbiased,
+                )
+            self.layers["Activation_function" + str(idx)] = activation_layer[activation]()
             if use_dropout:
-                self.layers['Dropout' + str(idx)] = Dropout(dropout_ration, inverted=dropout_inverted)
+                self.layers["Dropout" + str(idx)] = Dropout(dropout_ration, inverted=dropout_inverted)
         idx = self.hidden_layer_num + 1
-        self.layers['Affine' + str(idx)] = Affine(self.params['W' + str(idx)], self.params['b' + str(idx)])
+        self.layers["Affine" + str(idx)] = Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
         self.last_layer = SoftmaxWithLoss()
 
 
@@ -318,31 +348,34 @@ class DeepConvNet:
 
     def __init__(self, input_dim=(1, 28, 28), hidden_size=50, output_size=10, seed=0):
         specs = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]  # (filter_num, pad), 3x3
-        pre_node_nums = np.array([1 * 3 * 3, 16 * 3 * 3, 16 * 3 * 3, 32 * 3 * 3, 32 * 3 * 3, 64 * 3 * 3,
-                                  64 * 4 * 4, hidden_size])
+        pre_node_nums = np.array(
+            [1 * 3 * 3, 16 * 3 * 3, 16 * 3 * 3, 32 * 3 * 3, 32 * 3 * 3, 64 * 3 * 3, 64 * 4 * 4, hidden_size]
+        )
         scales = np.sqrt(2.0 / pre_node_nums)
         rng = np.random.RandomState(seed)
         self.input_dim = tuple(input_dim)
         self.params = {}
         channels = input_dim[0]
         for idx, (fn, _) in enumerate(specs):
-            self.params['W' + str(idx + 1)] = scales[idx] * rng.randn(fn, channels, 3, 3)
-            self.params['b' + str(idx + 1)] = 0.1 * rng.randn(fn)
+            self.params["W" + str(idx + 1)] = scales[idx] * rng.randn(fn, channels, 3, 3)
+            self.params["b" + str(idx + 1)] = 0.1 * rng.randn(fn)
             channels = fn
-        self.params['W7'] = scales[6] * rng.randn(64 * 4 * 4, hidden_size)
-        self.params['b7'] = 0.1 * rng.randn(hidden_size)
-        self.params['W8'] = scales[7] * rng.randn(hidden_size, output_size)
-        self.params['b8'] = 0.1 * rng.randn(output_size)
+        self.params["W7"] = scales[6] * rng.randn(64 * 4 * 4, hidden_size)
+        self.params["b7"] = 0.1 * rng.randn(hidden_size)
+        self.params["W8"] = scales[7] * rng.randn(hidden_size, output_size)
+        self.params["b8"] = 0.1 * rng.randn(output_size)
         self.layers = []
         for idx, (_, pad) in enumerate(specs):
-            self.layers.append(Convolution(self.params['W' + str(idx + 1)], self.params['b' + str(idx + 1)], 1, pad))
+            self.layers.append(
+                Convolution(self.params["W" + str(idx + 1)], self.params["b" + str(idx + 1)], 1, pad)
+            )
             self.layers.append(Relu())
             if idx % 2 == 1:
                 self.layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
-        self.layers.append(Affine(self.params['W7'], self.params['b7']))
+        self.layers.append(Affine(self.params["W7"], self.params["b7"]))
         self.layers.append(Relu())
         self.layers.append(Dropout(0.5))
-        self.layers.append(Affine(self.params['W8'], self.params['b8']))
+        self.layers.append(Affine(self.params["W8"], self.params["b8"]))
         self.layers.append(Dropout(0.5))
         self.last_layer = SoftmaxWithLoss()
 

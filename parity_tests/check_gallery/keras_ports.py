@@ -20,16 +20,23 @@ class SquareDense(keras.layers.Layer):
         return ops.matmul(x, ops.transpose(self.kernel)) + self.bias
 
 
-def two_layer_net(dtype: str = "float64", hidden: int = 50, activation: str = "relu",
-                  output_activation: str | None = None, square_bug: bool = False, loss: object = None,
-                  float32_layer: bool = False) -> keras.Model:
+def two_layer_net(
+    dtype: str = "float64",
+    hidden: int = 50,
+    activation: str = "relu",
+    output_activation: str | None = None,
+    square_bug: bool = False,
+    loss: object = None,
+    float32_layer: bool = False,
+) -> keras.Model:
     inp = keras.Input((784,), dtype=dtype)
     h = keras.layers.Dense(hidden, activation=activation, dtype=dtype, name="fc1")(inp)
     if square_bug:
         y = SquareDense(hidden, dtype=dtype, name="fc2")(h)
     else:
-        y = keras.layers.Dense(10, activation=output_activation, name="fc2",
-                               dtype="float32" if float32_layer else dtype)(h)
+        y = keras.layers.Dense(
+            10, activation=output_activation, name="fc2", dtype="float32" if float32_layer else dtype
+        )(h)
     model = keras.Model(inp, y)
     if loss is not None:
         model.loss_fn = loss
@@ -48,8 +55,14 @@ def smoothed_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
 
 
 class SimpleConvNet(keras.Model):
-    def __init__(self, dtype: str = "float64", padding: str = "valid", filter_size: int = 5,
-                 pool_padding: str = "valid", flatten: str = "hwc") -> None:
+    def __init__(
+        self,
+        dtype: str = "float64",
+        padding: str = "valid",
+        filter_size: int = 5,
+        pool_padding: str = "valid",
+        flatten: str = "hwc",
+    ) -> None:
         super().__init__(dtype=dtype)
         self.conv1 = keras.layers.Conv2D(30, filter_size, padding=padding, dtype=dtype)
         self.pool1 = keras.layers.MaxPooling2D(2, padding=pool_padding, dtype=dtype)
@@ -69,13 +82,23 @@ class SimpleConvNet(keras.Model):
 
 
 class MultiLayerNetExtend(keras.Model):
-    def __init__(self, dtype: str = "float64", hidden: tuple[int, ...] = (20, 20), batchnorm: bool = True,
-                 dropout: float = 0.0, epsilon: float = 1e-5, momentum: float = 0.9,
-                 frozen_bn: bool = False) -> None:
+    def __init__(
+        self,
+        dtype: str = "float64",
+        hidden: tuple[int, ...] = (20, 20),
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        epsilon: float = 1e-5,
+        momentum: float = 0.9,
+        frozen_bn: bool = False,
+    ) -> None:
         super().__init__(dtype=dtype)
         self.fcs = [keras.layers.Dense(h, dtype=dtype) for h in hidden]
-        self.bns = [keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum, dtype=dtype)
-                    for _ in hidden] if batchnorm else []
+        self.bns = (
+            [keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum, dtype=dtype) for _ in hidden]
+            if batchnorm
+            else []
+        )
         self.drops = [keras.layers.Dropout(dropout, dtype=dtype) for _ in hidden] if dropout else []
         self.out = keras.layers.Dense(10, dtype=dtype)
         for bn in self.bns:

@@ -9,8 +9,14 @@ from torch import nn
 
 
 class TwoLayerNet(nn.Module):
-    def __init__(self, hidden: int = 50, activation: str = "relu", softmax_out: bool = False,
-                 criterion: nn.Module | None = None, square_bug: bool = False) -> None:
+    def __init__(
+        self,
+        hidden: int = 50,
+        activation: str = "relu",
+        softmax_out: bool = False,
+        criterion: nn.Module | None = None,
+        square_bug: bool = False,
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(784, hidden)
         # square_bug: a hand-written affine that forgets nn.Linear's (out, in) layout
@@ -43,8 +49,9 @@ def guard_loss(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class SimpleConvNet(nn.Module):
-    def __init__(self, filter_size: int = 5, padding: int = 0, ceil_mode: bool = False,
-                 flatten: str = "chw") -> None:
+    def __init__(
+        self, filter_size: int = 5, padding: int = 0, ceil_mode: bool = False, flatten: str = "chw"
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 30, filter_size, padding=padding)
         n = (28 - filter_size + 1) // 2
@@ -63,8 +70,15 @@ class SimpleConvNet(nn.Module):
 
 
 class MultiLayerNetExtend(nn.Module):
-    def __init__(self, hidden: tuple[int, ...] = (20, 20), batchnorm: bool = True, dropout: float = 0.0,
-                 eps: float = 1e-5, momentum: float = 0.1, functional_dropout: bool = False) -> None:
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (20, 20),
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        functional_dropout: bool = False,
+    ) -> None:
         super().__init__()
         sizes = [784, *hidden]
         self.blocks = nn.ModuleList()

@@ -1,8 +1,8 @@
 """``rosetta.check``: check a hand-written port against a course-style network, layer by layer.
 
-    from rosetta.check import check
-    report = check(TwoLayerNet(784, 50, 10), MyTorchNet())
-    print(report.format())
+from rosetta.check import check
+report = check(TwoLayerNet(784, 50, 10), MyTorchNet())
+print(report.format())
 """
 
 from __future__ import annotations

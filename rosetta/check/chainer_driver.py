@@ -19,8 +19,11 @@ import chainer.functions as F  # noqa: E402, N812
 import chainer.links as L  # noqa: E402, N812
 
 LOSS_ATTRS = ("last_layer", "lastLayer", "loss_fn", "criterion", "lossfun", "loss_function")
-LINK_KINDS: list[tuple[type, str]] = [(L.Linear, "affine"), (L.Convolution2D, "conv"),
-                                      (L.BatchNormalization, "batchnorm")]
+LINK_KINDS: list[tuple[type, str]] = [
+    (L.Linear, "affine"),
+    (L.Convolution2D, "conv"),
+    (L.BatchNormalization, "batchnorm"),
+]
 
 
 def _np(v: Any) -> np.ndarray:
@@ -83,8 +86,9 @@ class ChainerDriver:
         self.leaves = {id(link) for link in model.links() if not list(link.children())}
         forward = getattr(type(model), "forward", None)
         self.train_arg = forward is not None and "train" in inspect.signature(forward).parameters
-        self.loss_fn = loss_fn or next((getattr(model, a) for a in LOSS_ATTRS
-                                        if callable(getattr(model, a, None))), None)
+        self.loss_fn = loss_fn or next(
+            (getattr(model, a) for a in LOSS_ATTRS if callable(getattr(model, a, None))), None
+        )
         self.param_layers: list[ParamLayer] = []
         self.plid: dict[int, int] = {}
         self._cast()
@@ -114,7 +118,9 @@ class ChainerDriver:
             b = next((n for n, p in params.items() if p.array is not None and p.ndim == 1), None)
             # NOTE(framework:dense-layout): L.Linear's W is (out, in), the course's W (in, out).
             if w is not None:
-                slots["W"] = _param_slot(link, w.strip("/"), "W", label, "transposed" if kind == "affine" else "")
+                slots["W"] = _param_slot(
+                    link, w.strip("/"), "W", label, "transposed" if kind == "affine" else ""
+                )
             if b is not None:
                 slots["b"] = _param_slot(link, b.strip("/"), "b", label)
         return ParamLayer(label, kind, slots, link_attrs(link, kind), link)
@@ -146,9 +152,17 @@ class ChainerDriver:
                         driver.param_layers.append(driver._param_layer(link, kind))
                     plid = driver.plid[id(link)]
                 src = args.args[0] if args.args else None
-                events.append(Event(f"{driver.names.get(link, '?')} ({type(link).__name__})", kind,
-                                    _np(args.out), None if src is None else _np(src), link_attrs(link, kind),
-                                    plid, args.out.dtype.name))
+                events.append(
+                    Event(
+                        f"{driver.names.get(link, '?')} ({type(link).__name__})",
+                        kind,
+                        _np(args.out),
+                        None if src is None else _np(src),
+                        link_attrs(link, kind),
+                        plid,
+                        args.out.dtype.name,
+                    )
+                )
 
         original_apply = chainer.FunctionNode.apply
 
@@ -164,9 +178,17 @@ class ChainerDriver:
                 depth[0] -= 1
             kind = kind_from_name(type(node).__name__)
             if kind != "other" and len(ret) == 1:
-                events.append(Event(f"F.{type(node).__name__}", kind, _np(ret[0]),
-                                    _np(inputs[0]) if inputs else None, _node_attrs(node, kind), None,
-                                    ret[0].dtype.name))
+                events.append(
+                    Event(
+                        f"F.{type(node).__name__}",
+                        kind,
+                        _np(ret[0]),
+                        _np(inputs[0]) if inputs else None,
+                        _node_attrs(node, kind),
+                        None,
+                        ret[0].dtype.name,
+                    )
+                )
             return ret
 
         chainer.FunctionNode.apply = apply
@@ -182,8 +204,9 @@ class ChainerDriver:
         self._cast()
         return result
 
-    def run(self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None,
-            backward: bool = True) -> Pass:
+    def run(
+        self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None, backward: bool = True
+    ) -> Pass:
         del masks
         xv = chainer.Variable(np.asarray(x, dtype=self.dtype))
         events: list[Event] = []
@@ -233,8 +256,12 @@ class ChainerDriver:
 
 def _node_attrs(node: Any, kind: str) -> dict[str, object]:
     if kind in ("pool", "avgpool"):
-        return {"size": int(getattr(node, "kh", 2)), "stride": int(getattr(node, "sy", 2)),
-                "pad": int(getattr(node, "ph", 0)), "ceil": bool(getattr(node, "cover_all", False))}
+        return {
+            "size": int(getattr(node, "kh", 2)),
+            "stride": int(getattr(node, "sy", 2)),
+            "pad": int(getattr(node, "ph", 0)),
+            "ceil": bool(getattr(node, "cover_all", False)),
+        }
     if kind == "dropout":
         return {"ratio": float(getattr(node, "dropout_ratio", 0.5))}
     return {}

@@ -11,14 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from rosetta.check import diagnose as dg
-from rosetta.check.model import (KIND_GROUPS, LAYOUT_KINDS, PARAM_KINDS, CheckError, Event, Pass,
-                                 to_ref_layout)
+import rosetta.check.diagnose as dg
+from rosetta.check.model import KIND_GROUPS, LAYOUT_KINDS, PARAM_KINDS, CheckError, Event, Pass, to_ref_layout
 from rosetta.check.numpy_driver import NumpyDriver, is_course_net
 from rosetta.check.report import CheckReport, Comparison
 from rosetta.tolerances import errors, tolerance
 
-FRAMEWORK_NAMES = {"numpy": "NumPy (course style)", "torch": "PyTorch", "keras": "Keras", "chainer": "Chainer"}
+FRAMEWORK_NAMES = {
+    "numpy": "NumPy (course style)",
+    "torch": "PyTorch",
+    "keras": "Keras",
+    "chainer": "Chainer",
+}
 
 
 def detect_framework(obj: object) -> str:
@@ -36,7 +40,8 @@ def detect_framework(obj: object) -> str:
     raise CheckError(
         f"cannot drive a {type(obj).__module__}.{type(obj).__name__}: expected a course-style NumPy "
         "network (params, layers, lastLayer/last_layer), a torch.nn.Module, a keras.Model or a "
-        "chainer.Chain")
+        "chainer.Chain"
+    )
 
 
 def make_driver(obj: object, dtype: str, loss_fn: Any = None) -> Any:
@@ -45,11 +50,14 @@ def make_driver(obj: object, dtype: str, loss_fn: Any = None) -> Any:
         return NumpyDriver(obj, dtype)
     if framework == "torch":
         from rosetta.check.torch_driver import TorchDriver
+
         return TorchDriver(obj, dtype, loss_fn)
     if framework == "keras":
         from rosetta.check.keras_driver import KerasDriver
+
         return KerasDriver(obj, dtype, loss_fn)
     from rosetta.check.chainer_driver import ChainerDriver
+
     return ChainerDriver(obj, dtype, loss_fn)
 
 
@@ -82,6 +90,7 @@ def input_shape(ref: Any, driver: Any) -> tuple[int, ...]:
             return (w.shape[0],)
     if driver.framework == "torch":
         import torch
+
         for m in ref.modules():
             if isinstance(m, torch.nn.Linear):
                 return (m.in_features,)
@@ -91,7 +100,9 @@ def input_shape(ref: Any, driver: Any) -> tuple[int, ...]:
 
 
 # --- weight transfer ----------------------------------------------------------------------------
-def transfer(ref: Any, port: Any, ref_build: Pass, port_build: Pass) -> tuple[list[str], list[str], dict[int, int]]:
+def transfer(
+    ref: Any, port: Any, ref_build: Pass, port_build: Pass
+) -> tuple[list[str], list[str], dict[int, int]]:
     """Copy every parameter layer of the reference into the port, in order; returns the mapping
     lines, the problems and ref plid -> port plid."""
     lines: list[str] = []
@@ -100,8 +111,10 @@ def transfer(ref: Any, port: Any, ref_build: Pass, port_build: Pass) -> tuple[li
     rl, pls = ref.param_layers, port.param_layers
     for i, r in enumerate(rl):
         if i >= len(pls):
-            problems.append(f"reference layer {r.label} ({r.kind}) has no counterpart in the port "
-                            f"(the port has {len(pls)} layers with parameters)")
+            problems.append(
+                f"reference layer {r.label} ({r.kind}) has no counterpart in the port "
+                f"(the port has {len(pls)} layers with parameters)"
+            )
             continue
         p = pls[i]
         if p.kind != r.kind:
@@ -118,21 +131,21 @@ def transfer(ref: Any, port: Any, ref_build: Pass, port_build: Pass) -> tuple[li
             _choose_layout(ps, value, port, port_build, ref_build, i, r.kind)
             native = ps.to_native(value)
             if tuple(native.shape) != ps.shape:
-                problems.append(f"{rs.name} {value.shape} of {r.label} cannot go into {ps.name} "
-                                f"{ps.shape}")
+                problems.append(f"{rs.name} {value.shape} of {r.label} cannot go into {ps.name} {ps.shape}")
                 continue
             ps.set(native.astype(ps.get().dtype))
             how = (f", {ps.how}" if ps.how else "") + (f" ({ps.note})" if ps.note else "")
             if role in ("running_mean", "running_var"):
                 continue
             lines.append(f"{rs.name} {value.shape} -> {ps.name} {ps.shape}{how}")
-    for p in pls[len(rl):]:
+    for p in pls[len(rl) :]:
         problems.append(f"the port's layer {p.label} ({p.kind}) has no counterpart in the reference")
     return lines, problems, pairs
 
 
-def _choose_layout(ps: Any, value: np.ndarray, port: Any, port_build: Pass, ref_build: Pass, plid: int,
-                   kind: str) -> None:
+def _choose_layout(
+    ps: Any, value: np.ndarray, port: Any, port_build: Pass, ref_build: Pass, plid: int, kind: str
+) -> None:
     shape = ps.shape
     if ps.role != "W":
         return
@@ -170,16 +183,30 @@ def _last_4d_before(p: Pass, plid: int) -> np.ndarray | None:
 
 
 # --- comparing one pass -------------------------------------------------------------------------
-def _cmp(quantity: str, name: str, port_name: str, a: np.ndarray | None, r: np.ndarray | None, dtype: str,
-         floor: float = 0.0) -> Comparison:
+def _cmp(
+    quantity: str,
+    name: str,
+    port_name: str,
+    a: np.ndarray | None,
+    r: np.ndarray | None,
+    dtype: str,
+    floor: float = 0.0,
+) -> Comparison:
     tol = tolerance(dtype, quantity)
     if a is None or r is None:
         return Comparison(quantity, name, port_name, float("inf"), tol, False, "missing")
     a = np.asarray(a)
     r = np.asarray(r)
     if a.shape != r.shape:
-        return Comparison(quantity, name, port_name, float("inf"), tol, False,
-                          f"shape {tuple(a.shape)} vs the reference's {tuple(r.shape)}")
+        return Comparison(
+            quantity,
+            name,
+            port_name,
+            float("inf"),
+            tol,
+            False,
+            f"shape {tuple(a.shape)} vs the reference's {tuple(r.shape)}",
+        )
     abs_err, rel = errors(a, r, floor)
     if not np.isfinite(rel):
         rel = float("inf")
@@ -196,32 +223,61 @@ def _first_diff(a: np.ndarray, r: np.ndarray, k: int = 4) -> str:
 class PassChecker:
     """Aligns the two traces of one pass, compares, and diagnoses the first divergence."""
 
-    def __init__(self, mode: str, ref: Any, port: Any, rp: Pass, pp: Pass, pairs: dict[int, int],
-                 dtype: str, params_before: dict[int, dict[str, np.ndarray]], x: np.ndarray, t: np.ndarray,
-                 train: bool) -> None:
+    def __init__(
+        self,
+        mode: str,
+        ref: Any,
+        port: Any,
+        rp: Pass,
+        pp: Pass,
+        pairs: dict[int, int],
+        dtype: str,
+        params_before: dict[int, dict[str, np.ndarray]],
+        x: np.ndarray,
+        t: np.ndarray,
+        train: bool,
+    ) -> None:
         self.mode, self.ref, self.port, self.rp, self.pp = mode, ref, port, rp, pp
-        self.pairs, self.dtype, self.params, self.x, self.t, self.train = pairs, dtype, params_before, x, t, train
+        self.pairs, self.dtype, self.params, self.x, self.t, self.train = (
+            pairs,
+            dtype,
+            params_before,
+            x,
+            t,
+            train,
+        )
         self.rows: list[Comparison] = []
         self.diagnosis: dg.Diagnosis | None = None
 
     def _port_val(self, e: Event, ref_shape: tuple[int, ...]) -> np.ndarray:
         return to_ref_layout(e.out, ref_shape, self.port.framework)
 
-    def _diagnose_layer(self, rev: Event, pev: Event | None, pval: np.ndarray, mask: np.ndarray | None,
-                        x4d: np.ndarray | None, tol: float, ri: int) -> None:
+    def _diagnose_layer(
+        self,
+        rev: Event,
+        pev: Event | None,
+        pval: np.ndarray,
+        mask: np.ndarray | None,
+        x4d: np.ndarray | None,
+        tol: float,
+        ri: int,
+    ) -> None:
         params = self.params.get(rev.plid, {}) if rev.plid is not None else {}
         where = f"reference layer {rev.label} / port {pev.label if pev else '(nothing)'}"
         if pev is not None and self.dtype == "float64" and pev.dtype == "float32":
-            self.diagnosis = dg.Diagnosis(where, "float32 layer inside a float64 model: the port's layer "
-                                          "computes in float32", "float32-layer")
+            slug = "keras-dtype" if self.port.framework == "keras" else "model-dtype"
+            self.diagnosis = dg.Diagnosis(
+                where, "float32 layer inside a float64 model: the port's layer computes in float32", slug
+            )
             return
         if rev.kind == "dropout" and not self.train and pev is not None:
             cause = dg.eval_dropout_active(rev, pval, float(rev.attrs.get("ratio", 0.5)), tol)
             if cause:
-                self.diagnosis = dg.Diagnosis(where, cause, "train-eval-mode")
+                self.diagnosis = dg.Diagnosis(where, cause, "train-flag")
                 return
-        hyps = dg.layer_hypotheses(rev, params, self.port.framework, self.train, mask, x4d,
-                                   pev.kind if pev else None)
+        hyps = dg.layer_hypotheses(
+            rev, params, self.port.framework, self.train, mask, x4d, pev.kind if pev else None
+        )
         found = dg.first(hyps, np.asarray(pval, dtype=np.float64), max(tol, 1e-9) * 10)
         if found:
             cause, slug = found
@@ -255,12 +311,22 @@ class PassChecker:
                     if extra and ok_all:
                         e = extra[0]
                         r_in = rev.inp if rev.inp is not None else rev.out
-                        self.rows.append(_cmp("activation", f"(before {rev.label})", e.label,
-                                              self._port_val(e, r_in.shape), r_in, self.dtype))
+                        self.rows.append(
+                            _cmp(
+                                "activation",
+                                f"(before {rev.label})",
+                                e.label,
+                                self._port_val(e, r_in.shape),
+                                r_in,
+                                self.dtype,
+                            )
+                        )
                         self.diagnosis = dg.Diagnosis(
                             f"port {e.label} before reference layer {rev.label}",
                             f"the port applies {dg.KIND_WORDS.get(e.kind, e.kind)} where the reference "
-                            "applies nothing", "activation-differs" if e.kind != "softmax" else "softmax-twice")
+                            "applies nothing",
+                            "activation-differs" if e.kind != "softmax" else "softmax-twice",
+                        )
                         ok_all = False
                     cand, j = pev[k], k + 1
             else:
@@ -268,8 +334,15 @@ class PassChecker:
                 stop = next((k for k in range(j, len(pev)) if pev[k].plid is not None), len(pev))
                 k = next((k for k in range(j, stop) if KIND_GROUPS.get(pev[k].kind, "other") == group), None)
                 if k is None and group != "other":
-                    k = next((k for k in range(j, stop) if pev[k].out.shape == rev.out.shape
-                              and KIND_GROUPS.get(pev[k].kind) in ("activation", "other")), None)
+                    k = next(
+                        (
+                            k
+                            for k in range(j, stop)
+                            if pev[k].out.shape == rev.out.shape
+                            and KIND_GROUPS.get(pev[k].kind) in ("activation", "other")
+                        ),
+                        None,
+                    )
                 if k is not None:
                     cand, j = pev[k], k + 1
             if cand is not None:
@@ -290,8 +363,9 @@ class PassChecker:
             if not row.ok and ok_all:
                 ok_all = False
                 if pval is None:
-                    self.diagnosis = dg.Diagnosis(f"reference layer {rev.label}",
-                                                  "the port has no counterpart of this layer", None)
+                    self.diagnosis = dg.Diagnosis(
+                        f"reference layer {rev.label}", "the port has no counterpart of this layer", None
+                    )
                 else:
                     self._diagnose_layer(rev, cand, pval, mask, last4d_ref, row.tol, ri)
             if pval is not None:
@@ -307,17 +381,32 @@ class PassChecker:
                 f"the port applies {dg.KIND_WORDS.get(e.kind, e.kind)} after its last layer, where the "
                 "reference's output goes straight into softmax-with-loss"
                 + (" (softmax applied twice: once here, once in the loss)" if e.kind == "softmax" else ""),
-                "softmax-twice" if e.kind == "softmax" else "activation-differs")
+                "softmax-twice" if e.kind == "softmax" else "activation-differs",
+            )
         return ok_all
 
     def outputs(self, layers_ok: bool) -> None:
         rl, pl = self.rp.logits, self.pp.logits
-        self.rows.append(_cmp("logits", "output", "output",
-                              None if pl is None else to_ref_layout(pl, rl.shape, self.port.framework), rl, self.dtype))
+        self.rows.append(
+            _cmp(
+                "logits",
+                "output",
+                "output",
+                None if pl is None else to_ref_layout(pl, rl.shape, self.port.framework),
+                rl,
+                self.dtype,
+            )
+        )
         if self.rp.loss is None:
             return
-        row = _cmp("loss", "loss", "loss", None if self.pp.loss is None else np.asarray(self.pp.loss),
-                   np.asarray(self.rp.loss), self.dtype)
+        row = _cmp(
+            "loss",
+            "loss",
+            "loss",
+            None if self.pp.loss is None else np.asarray(self.pp.loss),
+            np.asarray(self.rp.loss),
+            self.dtype,
+        )
         self.rows.append(row)
         if row.ok or not layers_ok or self.diagnosis is not None or self.pp.loss is None:
             return
@@ -325,22 +414,36 @@ class PassChecker:
         exact = float(np.mean(dg.ops.cross_entropy(np.asarray(z, dtype=np.float64), self.t)))
         guard = dg.course_guard_loss(z, self.t)
         tol = row.tol
-        if self.ref.framework == "numpy" and abs(self.rp.loss - guard) <= tol * abs(guard) * 10 \
-                and abs(self.pp.loss - exact) <= tol * abs(exact) * 10:
+        if (
+            self.ref.framework == "numpy"
+            and abs(self.rp.loss - guard) <= tol * abs(guard) * 10
+            and abs(self.pp.loss - exact) <= tol * abs(exact) * 10
+        ):
             row.ok = True
-            row.note = ("the reference's loss is the course's -log(y + 1e-7); the port's is the exact "
-                        "cross-entropy (see softmax-ce): accepted")
+            row.note = (
+                "the reference's loss is the course's -log(y + 1e-7); the port's is the exact "
+                "cross-entropy (see softmax-ce): accepted"
+            )
             return
         found = dg.first(dg.loss_hypotheses(z, self.t), np.asarray(self.pp.loss, dtype=np.float64), tol * 10)
-        if found is None and self.dtype == "float64" and \
-                abs(self.pp.loss - self.rp.loss) <= tolerance("float32", "loss") * abs(self.rp.loss):
-            found = ("the port's loss is computed in float32 inside a float64 model",
-                     "keras-loss-float32" if self.port.framework == "keras" else "float32-layer")
+        if (
+            found is None
+            and self.dtype == "float64"
+            and abs(self.pp.loss - self.rp.loss) <= tolerance("float32", "loss") * abs(self.rp.loss)
+        ):
+            found = (
+                "the port's loss is computed in float32 inside a float64 model",
+                "keras-loss-float32" if self.port.framework == "keras" else "model-dtype",
+            )
         if found:
             self.diagnosis = dg.Diagnosis("loss", found[0], found[1])
         else:
-            self.diagnosis = dg.Diagnosis("loss", "no known porting difference explains it", None,
-                                          f"port {self.pp.loss:.10g}, reference {self.rp.loss:.10g}")
+            self.diagnosis = dg.Diagnosis(
+                "loss",
+                "no known porting difference explains it",
+                None,
+                f"port {self.pp.loss:.10g}, reference {self.rp.loss:.10g}",
+            )
 
     def gradients(self, labels: dict[tuple[int, str], tuple[str, str]]) -> None:
         grads_ref = self.rp.grads
@@ -368,12 +471,23 @@ class PassChecker:
             if pg is not None and pg.shape == grads_ref[key].shape:
                 r = grads_ref[key].ravel()
                 ratio = float(np.dot(pg.ravel(), r) / max(np.dot(r, r), 1e-300))
-                detail = f"port gradient / reference gradient: {ratio:.6g}; " + _first_diff(pg, grads_ref[key])
-            self.diagnosis = dg.Diagnosis(f"gradient of {row.name}", "the forward agrees but this gradient "
-                                          "parts; no known porting difference explains it", None, detail)
+                detail = f"port gradient / reference gradient: {ratio:.6g}; " + _first_diff(
+                    pg, grads_ref[key]
+                )
+            self.diagnosis = dg.Diagnosis(
+                f"gradient of {row.name}",
+                "the forward agrees but this gradient parts; no known porting difference explains it",
+                None,
+                detail,
+            )
 
-    def running_stats(self, labels: dict[int, str], before: dict[int, tuple[np.ndarray, np.ndarray]],
-                      bn_inputs: dict[int, np.ndarray], unbiased: dict[int, bool]) -> None:
+    def running_stats(
+        self,
+        labels: dict[int, str],
+        before: dict[int, tuple[np.ndarray, np.ndarray]],
+        bn_inputs: dict[int, np.ndarray],
+        unbiased: dict[int, bool],
+    ) -> None:
         for plid, (rm0, rv0) in before.items():
             rpl = self.ref.param_layers[plid]
             ppid = self.pairs.get(plid)
@@ -382,43 +496,69 @@ class PassChecker:
             pslots = self.port.param_layers[ppid].slots
             rm, rv = rpl.slots["running_mean"].canonical(), rpl.slots["running_var"].canonical()
             prm, prv = pslots["running_mean"].canonical(), pslots["running_var"].canonical()
-            r1 = _cmp("batchnorm", f"{labels[plid]}.running_mean", pslots["running_mean"].name, prm, rm, self.dtype)
-            r2 = _cmp("batchnorm", f"{labels[plid]}.running_var", pslots["running_var"].name, prv, rv, self.dtype)
+            r1 = _cmp(
+                "batchnorm", f"{labels[plid]}.running_mean", pslots["running_mean"].name, prm, rm, self.dtype
+            )
+            r2 = _cmp(
+                "batchnorm", f"{labels[plid]}.running_var", pslots["running_var"].name, prv, rv, self.dtype
+            )
             self.rows += [r1, r2]
             if (r1.ok and r2.ok) or self.diagnosis is not None or plid not in bn_inputs:
                 continue
             m = float(rpl.attrs.get("momentum", 0.9))
             tol = r1.tol * 10
-            for cause, slug, compute in dg.running_stat_hypotheses(bn_inputs[plid], m, rm0, rv0, unbiased[plid]):
+            for cause, slug, compute in dg.running_stat_hypotheses(
+                bn_inputs[plid], m, rm0, rv0, unbiased[plid]
+            ):
                 hm, hv = compute()
-                if dg.matches(np.asarray(hm, dtype=np.float64), prm, tol) and \
-                        dg.matches(np.asarray(hv, dtype=np.float64), prv, tol):
-                    if slug == "train-eval-mode" and self.port.framework == "keras":
+                if dg.matches(np.asarray(hm, dtype=np.float64), prm, tol) and dg.matches(
+                    np.asarray(hv, dtype=np.float64), prv, tol
+                ):
+                    if slug == "train-flag" and self.port.framework == "keras":
                         slug = "keras-training-flag"
                     self.diagnosis = dg.Diagnosis(f"running statistics of {labels[plid]}", cause, slug)
                     break
             else:
-                self.diagnosis = dg.Diagnosis(f"running statistics of {labels[plid]}",
-                                              "no known porting difference explains it", None,
-                                              _first_diff(prv, rv))
+                self.diagnosis = dg.Diagnosis(
+                    f"running statistics of {labels[plid]}",
+                    "no known porting difference explains it",
+                    None,
+                    _first_diff(prv, rv),
+                )
 
 
 def _snapshot(driver: Any) -> dict[int, dict[str, np.ndarray]]:
-    return {i: {role: s.canonical() for role, s in pl.slots.items()} for i, pl in enumerate(driver.param_layers)}
+    return {
+        i: {role: s.canonical() for role, s in pl.slots.items()} for i, pl in enumerate(driver.param_layers)
+    }
 
 
 def _unbiased_ref(rpl: Any, x: np.ndarray, rm0: np.ndarray, rv0: np.ndarray) -> bool:
-    from rosetta.check import ops
+    import rosetta.check.ops as ops
+
     _, var_b, var_u, _ = ops.batch_stats(np.asarray(x, dtype=np.float64))
     m = float(rpl.attrs.get("momentum", 0.9))
     rv = rpl.slots["running_var"].canonical()
     return bool(np.abs(m * rv0 + (1 - m) * var_u - rv).max() <= np.abs(m * rv0 + (1 - m) * var_b - rv).max())
 
 
-def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray | None = None, *,
-          dtype: str = "float64", steps: int = 0, optimizer: str = "sgd", lr: float = 0.01,
-          optimizers: tuple[Any, Any] | None = None, batch: int = 8, seed: int = 0,
-          port_loss: Any = None, reference_loss: Any = None, train: bool = True) -> CheckReport:
+def check(
+    reference: Any,
+    port: Any,
+    x: np.ndarray | None = None,
+    t: np.ndarray | None = None,
+    *,
+    dtype: str = "float64",
+    steps: int = 0,
+    optimizer: str = "sgd",
+    lr: float = 0.01,
+    optimizers: tuple[Any, Any] | None = None,
+    batch: int = 8,
+    seed: int = 0,
+    port_loss: Any = None,
+    reference_loss: Any = None,
+    train: bool = True,
+) -> CheckReport:
     """Check ``port`` against ``reference`` (objects or zero-argument factories).
 
     ``x``/``t``: the input and integer labels (default: seeded normals shaped like the
@@ -434,8 +574,10 @@ def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray 
     ref = make_driver(ref_obj, dtype, reference_loss)
     prt = make_driver(port_obj, dtype, port_loss)
     if prt.framework == "numpy":
-        raise CheckError("the port must be a torch.nn.Module, a keras.Model or a chainer.Chain; got a "
-                         "course-style NumPy network")
+        raise CheckError(
+            "the port must be a torch.nn.Module, a keras.Model or a chainer.Chain; got a "
+            "course-style NumPy network"
+        )
     notes: list[str] = []
     rng = np.random.default_rng(seed)
     if x is None:
@@ -464,18 +606,32 @@ def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray 
     for i, pl in enumerate(ref.param_layers):
         for role, s in pl.slots.items():
             pp = pairs.get(i)
-            pname = prt.param_layers[pp].slots[role].name if pp is not None and role in prt.param_layers[pp].slots else "?"
+            pname = (
+                prt.param_layers[pp].slots[role].name
+                if pp is not None and role in prt.param_layers[pp].slots
+                else "?"
+            )
             labels[(i, role)] = (s.name if s.name != "?" else f"{pl.label}.{role}", pname)
-    report = CheckReport(FRAMEWORK_NAMES[ref.framework], FRAMEWORK_NAMES[prt.framework], dtype, tuple(x.shape),
-                         mapping, problems, notes)
+    report = CheckReport(
+        FRAMEWORK_NAMES[ref.framework],
+        FRAMEWORK_NAMES[prt.framework],
+        dtype,
+        tuple(x.shape),
+        mapping,
+        problems,
+        notes,
+    )
     if pb.error and not pb.events:
         report.error = f"the port fails on an input of shape {x.shape}: {pb.error}"
 
     modes = [("eval", False)] + ([("train", True)] if train else [])
     for mode, is_train in modes:
         before = _snapshot(ref)
-        bn_before = {i: (pl.slots["running_mean"].canonical(), pl.slots["running_var"].canonical())
-                     for i, pl in enumerate(ref.param_layers) if "running_mean" in pl.slots}
+        bn_before = {
+            i: (pl.slots["running_mean"].canonical(), pl.slots["running_var"].canonical())
+            for i, pl in enumerate(ref.param_layers)
+            if "running_mean" in pl.slots
+        }
         pp = prt.run(x, t, is_train, backward=is_train)
         rp = ref.run(x, t, is_train, masks=pp.masks if is_train else None, backward=is_train)
         pc = PassChecker(mode, ref, prt, rp, pp, pairs, dtype, before, x, t, is_train)
@@ -487,9 +643,14 @@ def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray 
             pc.gradients(labels)
             if bn_before:
                 bn_inputs = {e.plid: e.inp for e in rp.events if e.plid in bn_before}
-                unbiased = {i: _unbiased_ref(ref.param_layers[i], bn_inputs[i], *bn_before[i])
-                            for i in bn_before if i in bn_inputs}
-                pc.running_stats({i: ref.param_layers[i].label for i in bn_before}, bn_before, bn_inputs, unbiased)
+                unbiased = {
+                    i: _unbiased_ref(ref.param_layers[i], bn_inputs[i], *bn_before[i])
+                    for i in bn_before
+                    if i in bn_inputs
+                }
+                pc.running_stats(
+                    {i: ref.param_layers[i].label for i in bn_before}, bn_before, bn_inputs, unbiased
+                )
         report.add_pass(mode, pc.rows, pc.diagnosis)
     if steps > 0:
         _steps(report, ref, prt, pairs, labels, x, t, dtype, steps, optimizer, lr, optimizers)
@@ -497,17 +658,35 @@ def check(reference: Any, port: Any, x: np.ndarray | None = None, t: np.ndarray 
     return report
 
 
-def _steps(report: CheckReport, ref: Any, prt: Any, pairs: dict[int, int], labels: dict, x: np.ndarray,
-           t: np.ndarray, dtype: str, steps: int, optimizer: str, lr: float,
-           optimizers: tuple[Any, Any] | None) -> None:
+def _steps(
+    report: CheckReport,
+    ref: Any,
+    prt: Any,
+    pairs: dict[int, int],
+    labels: dict,
+    x: np.ndarray,
+    t: np.ndarray,
+    dtype: str,
+    steps: int,
+    optimizer: str,
+    lr: float,
+    optimizers: tuple[Any, Any] | None,
+) -> None:
     if ref.framework != "numpy":
         report.notes.append("optimizer steps need a course-style reference (update(params, grads)); skipped")
         return
     from reference_numpy.optimizers import make_optimizer
+
     if optimizers is not None:
         ref_opt, port_opt = optimizers
-        port_opt = port_opt(prt.model) if callable(port_opt) and not hasattr(port_opt, "step") and \
-            not hasattr(port_opt, "apply_gradients") and not hasattr(port_opt, "update") else port_opt
+        port_opt = (
+            port_opt(prt.model)
+            if callable(port_opt)
+            and not hasattr(port_opt, "step")
+            and not hasattr(port_opt, "apply_gradients")
+            and not hasattr(port_opt, "update")
+            else port_opt
+        )
     else:
         ref_opt = make_optimizer(optimizer, lr=lr)
         port_opt = prt.make_optimizer(optimizer, lr)
@@ -526,15 +705,26 @@ def _steps(report: CheckReport, ref: Any, prt: Any, pairs: dict[int, int], label
             pi = pairs.get(i)
             if pi is None or role not in prt.param_layers[pi].slots:
                 continue
-            rows.append(_cmp("optimizer", name, pname, prt.param_layers[pi].slots[role].canonical(),
-                             ref.param_layers[i].slots[role].canonical(), dtype))
+            rows.append(
+                _cmp(
+                    "optimizer",
+                    name,
+                    pname,
+                    prt.param_layers[pi].slots[role].canonical(),
+                    ref.param_layers[i].slots[role].canonical(),
+                    dtype,
+                )
+            )
         diag = None
         bad = next((r for r in rows if not r.ok), None)
         if bad is not None:
-            diag = dg.Diagnosis(f"step {k}, {bad.name}", f"the parameters part after optimizer step {k} "
-                                "while the gradients agree: the two optimizers differ (see the optimizer "
-                                "sections of the porting guide)", optimizer if optimizer in
-                                ("adam", "adagrad", "rmsprop") else "sgd-lr")
+            diag = dg.Diagnosis(
+                f"step {k}, {bad.name}",
+                f"the parameters part after optimizer step {k} "
+                "while the gradients agree: the two optimizers differ (see the optimizer "
+                "sections of the porting guide)",
+                optimizer if optimizer in ("adam", "adagrad", "rmsprop") else "sgd-lr",
+            )
         report.add_pass(f"step {k}", rows, diag)
         if diag is not None:
             return

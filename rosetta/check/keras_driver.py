@@ -16,16 +16,41 @@ from rosetta.check.model import Event, ParamLayer, Pass, Slot, kind_from_name
 
 LOSS_ATTRS = ("last_layer", "lastLayer", "loss_fn", "criterion", "lossfun", "loss_function")
 LAYER_KINDS: list[tuple[type, str]] = [
-    (keras.layers.Dense, "affine"), (keras.layers.Conv2D, "conv"),
-    (keras.layers.BatchNormalization, "batchnorm"), (keras.layers.ReLU, "relu"),
-    (keras.layers.Softmax, "softmax"), (keras.layers.LeakyReLU, "leaky_relu"),
-    (keras.layers.MaxPooling2D, "pool"), (keras.layers.AveragePooling2D, "avgpool"),
-    (keras.layers.Flatten, "flatten"), (keras.layers.Reshape, "layout"), (keras.layers.Permute, "layout"),
-    (keras.layers.Dropout, "dropout"), (keras.layers.Identity, "identity"), (keras.layers.ZeroPadding2D, "layout")]
-OPS = [(keras.ops, n) for n in ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
-                                "reshape", "max_pool", "average_pool", "pad", "leaky_relu")] + \
-      [(tf.nn, n) for n in ("relu", "sigmoid", "softmax", "max_pool2d", "tanh")] + \
-      [(tf, n) for n in ("transpose", "reshape", "sigmoid", "tanh")]
+    (keras.layers.Dense, "affine"),
+    (keras.layers.Conv2D, "conv"),
+    (keras.layers.BatchNormalization, "batchnorm"),
+    (keras.layers.ReLU, "relu"),
+    (keras.layers.Softmax, "softmax"),
+    (keras.layers.LeakyReLU, "leaky_relu"),
+    (keras.layers.MaxPooling2D, "pool"),
+    (keras.layers.AveragePooling2D, "avgpool"),
+    (keras.layers.Flatten, "flatten"),
+    (keras.layers.Reshape, "layout"),
+    (keras.layers.Permute, "layout"),
+    (keras.layers.Dropout, "dropout"),
+    (keras.layers.Identity, "identity"),
+    (keras.layers.ZeroPadding2D, "layout"),
+]
+OPS = (
+    [
+        (keras.ops, n)
+        for n in (
+            "relu",
+            "sigmoid",
+            "tanh",
+            "softmax",
+            "log_softmax",
+            "transpose",
+            "reshape",
+            "max_pool",
+            "average_pool",
+            "pad",
+            "leaky_relu",
+        )
+    ]
+    + [(tf.nn, n) for n in ("relu", "sigmoid", "softmax", "max_pool2d", "tanh")]
+    + [(tf, n) for n in ("transpose", "reshape", "sigmoid", "tanh")]
+)
 
 
 def _np(t: Any) -> np.ndarray:
@@ -69,8 +94,12 @@ def layer_attrs(layer: keras.Layer, kind: str) -> dict[str, object]:
     if kind == "conv" and isinstance(layer, keras.layers.Conv2D):
         return {"stride": int(layer.strides[0]), "pad": layer.padding}
     if kind in ("pool", "avgpool") and hasattr(layer, "pool_size"):
-        return {"size": int(layer.pool_size[0]), "stride": int((layer.strides or layer.pool_size)[0]),
-                "pad": 0, "ceil": layer.padding == "same"}
+        return {
+            "size": int(layer.pool_size[0]),
+            "stride": int((layer.strides or layer.pool_size)[0]),
+            "pad": 0,
+            "ceil": layer.padding == "same",
+        }
     if kind == "batchnorm":
         if isinstance(layer, keras.layers.BatchNormalization):
             return {"eps": float(layer.epsilon), "momentum": float(layer.momentum)}
@@ -97,8 +126,9 @@ class KerasDriver:
         self.model = model
         self.dtype = dtype
         self.leaves: list[keras.Layer] = []
-        self.loss_fn = loss_fn or next((getattr(model, a) for a in LOSS_ATTRS
-                                        if callable(getattr(model, a, None))), None)
+        self.loss_fn = loss_fn or next(
+            (getattr(model, a) for a in LOSS_ATTRS if callable(getattr(model, a, None))), None
+        )
         if self.loss_fn is None and isinstance(getattr(model, "loss", None), str | keras.losses.Loss):
             self.loss_fn = keras.losses.get(model.loss)
         self.param_layers: list[ParamLayer] = []
@@ -114,8 +144,17 @@ class KerasDriver:
             by = {}
             for w in ws:
                 n = w.name.split("/")[-1]
-                role = ("gamma" if "gamma" in n else "beta" if "beta" in n else
-                        "running_mean" if "mean" in n else "running_var" if "var" in n else None)
+                role = (
+                    "gamma"
+                    if "gamma" in n
+                    else "beta"
+                    if "beta" in n
+                    else "running_mean"
+                    if "mean" in n
+                    else "running_var"
+                    if "var" in n
+                    else None
+                )
                 if role:
                     by[role] = w
             for role, w in by.items():
@@ -138,8 +177,10 @@ class KerasDriver:
         self.leaves = leaf_layers(self.model)
         dtypes = {v.dtype for v in self.model.weights if "float" in str(v.dtype)}
         if self.dtype == "float64" and dtypes == {"float32"}:
-            self.note = ("the Keras model's variables are float32: checked at float32 "
-                         "(build the model with dtype='float64' to check at float64)")
+            self.note = (
+                "the Keras model's variables are float32: checked at float32 "
+                "(build the model with dtype='float64' to check at float64)"
+            )
             self.dtype = "float32"
         return result
 
@@ -156,8 +197,11 @@ class KerasDriver:
             depth[0] += 1
             split = None
             act = getattr(layer, "activation", None)
-            if act is not None and not isinstance(layer, keras.layers.Activation) and \
-                    _activation_name(act) not in ("linear", "identity"):
+            if (
+                act is not None
+                and not isinstance(layer, keras.layers.Activation)
+                and _activation_name(act) not in ("linear", "identity")
+            ):
                 # Dense(..., activation="relu"): the affine part and the activation are two layers
                 # of the course, so they are two events here.
                 split = act
@@ -177,9 +221,17 @@ class KerasDriver:
                         driver.param_layers.append(driver._param_layer(layer, kind, driver.plid[id(layer)]))
                     plid = driver.plid[id(layer)]
                 src = args[0] if args else None
-                events.append(Event(f"{layer.name} ({type(layer).__name__})", kind, _np(out),
-                                    None if src is None else _np(src), layer_attrs(layer, kind), plid,
-                                    _dtype_name(out)))
+                events.append(
+                    Event(
+                        f"{layer.name} ({type(layer).__name__})",
+                        kind,
+                        _np(out),
+                        None if src is None else _np(src),
+                        layer_attrs(layer, kind),
+                        plid,
+                        _dtype_name(out),
+                    )
+                )
                 if split is not None:
                     pre = out
                     depth[0] += 1
@@ -187,9 +239,17 @@ class KerasDriver:
                         out = split(pre)
                     finally:
                         depth[0] -= 1
-                    events.append(Event(f"{layer.name} (activation={_activation_name(split)})",
-                                        kind_from_name(_activation_name(split)), _np(out), _np(pre), {},
-                                        None, _dtype_name(out)))
+                    events.append(
+                        Event(
+                            f"{layer.name} (activation={_activation_name(split)})",
+                            kind_from_name(_activation_name(split)),
+                            _np(out),
+                            _np(pre),
+                            {},
+                            None,
+                            _dtype_name(out),
+                        )
+                    )
             elif split is not None:
                 depth[0] += 1
                 try:
@@ -210,9 +270,19 @@ class KerasDriver:
                 kind = kind_from_name(name)
                 if kind == "other":
                     kind = "layout"
-                events.append(Event(f"{name}()", kind, _np(out), _np(args[0]) if args else None, {}, None,
-                                    _dtype_name(out)))
+                events.append(
+                    Event(
+                        f"{name}()",
+                        kind,
+                        _np(out),
+                        _np(args[0]) if args else None,
+                        {},
+                        None,
+                        _dtype_name(out),
+                    )
+                )
                 return out
+
             return wrapper
 
         saved = [(mod, n, getattr(mod, n)) for mod, n in OPS if hasattr(mod, n)]
@@ -239,8 +309,9 @@ class KerasDriver:
             return fn(t, y)
         return fn(y, t)
 
-    def run(self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None,
-            backward: bool = True) -> Pass:
+    def run(
+        self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None, backward: bool = True
+    ) -> Pass:
         del masks
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim == 4:
@@ -281,6 +352,9 @@ class KerasDriver:
 
     def step(self, optimizer: Any) -> None:
         keys, grads = self._last_grads
-        pairs = [(g, self.var_of[k]) for k, g in zip(keys, grads, strict=True)
-                 if g is not None and k[1] in ("W", "b", "gamma", "beta")]
+        pairs = [
+            (g, self.var_of[k])
+            for k, g in zip(keys, grads, strict=True)
+            if g is not None and k[1] in ("W", "b", "gamma", "beta")
+        ]
         optimizer.apply_gradients(pairs)

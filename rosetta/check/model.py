@@ -18,8 +18,13 @@ import numpy as np
 PARAM_KINDS = ("affine", "conv", "batchnorm")
 ACTIVATION_KINDS = ("relu", "sigmoid", "tanh", "identity", "softmax", "log_softmax", "leaky_relu")
 LAYOUT_KINDS = ("flatten", "layout")
-KIND_GROUPS = {**{k: "activation" for k in ACTIVATION_KINDS}, "pool": "pool", "avgpool": "pool",
-               "dropout": "dropout", "other": "other"}
+KIND_GROUPS = {
+    **{k: "activation" for k in ACTIVATION_KINDS},
+    "pool": "pool",
+    "avgpool": "pool",
+    "dropout": "dropout",
+    "other": "other",
+}
 
 
 class CheckError(ValueError):
@@ -115,16 +120,35 @@ def to_ref_layout(a: np.ndarray, ref_shape: tuple[int, ...], framework: str) -> 
 def kind_from_name(name: str) -> str:
     """A layer kind from a class or function name (custom layers named as what they do)."""
     n = name.lower()
-    for key, kind in (("dropout", "dropout"), ("batchnorm", "batchnorm"), ("batch_norm", "batchnorm"),
-                      ("batchnormalization", "batchnorm"), ("leaky", "leaky_relu"),
-                      ("log_softmax", "log_softmax"), ("logsoftmax", "log_softmax"),
-                      ("softmax", "softmax"), ("relu", "relu"), ("sigmoid", "sigmoid"),
-                      ("tanh", "tanh"), ("identity", "identity"), ("avg", "avgpool"),
-                      ("average", "avgpool"), ("maxpool", "pool"), ("max_pool", "pool"),
-                      ("maxpooling", "pool"), ("pool", "pool"), ("flatten", "flatten"),
-                      ("reshape", "layout"), ("transpose", "layout"), ("permute", "layout"),
-                      ("view", "layout"), ("conv", "conv"), ("linear", "affine"), ("dense", "affine"),
-                      ("affine", "affine")):
+    for key, kind in (
+        ("dropout", "dropout"),
+        ("batchnorm", "batchnorm"),
+        ("batch_norm", "batchnorm"),
+        ("batchnormalization", "batchnorm"),
+        ("leaky", "leaky_relu"),
+        ("log_softmax", "log_softmax"),
+        ("logsoftmax", "log_softmax"),
+        ("softmax", "softmax"),
+        ("relu", "relu"),
+        ("sigmoid", "sigmoid"),
+        ("tanh", "tanh"),
+        ("identity", "identity"),
+        ("avg", "avgpool"),
+        ("average", "avgpool"),
+        ("maxpool", "pool"),
+        ("max_pool", "pool"),
+        ("maxpooling", "pool"),
+        ("pool", "pool"),
+        ("flatten", "flatten"),
+        ("reshape", "layout"),
+        ("transpose", "layout"),
+        ("permute", "layout"),
+        ("view", "layout"),
+        ("conv", "conv"),
+        ("linear", "affine"),
+        ("dense", "affine"),
+        ("affine", "affine"),
+    ):
         if key in n:
             return kind
     return "other"

@@ -20,8 +20,11 @@ GRAD_ATTRS = {"W": "dW", "b": "db", "gamma": "dgamma", "beta": "dbeta"}
 
 
 def is_course_net(obj: object) -> bool:
-    return hasattr(obj, "params") and hasattr(obj, "layers") and (
-        hasattr(obj, "lastLayer") or hasattr(obj, "last_layer"))
+    return (
+        hasattr(obj, "params")
+        and hasattr(obj, "layers")
+        and (hasattr(obj, "lastLayer") or hasattr(obj, "last_layer"))
+    )
 
 
 def _takes_train_flag(method: Any) -> bool:
@@ -39,7 +42,8 @@ class NumpyDriver:
             raise CheckError(
                 f"{type(net).__name__} is not a course-style network: expected an object with a "
                 "'params' dict, 'layers' (an OrderedDict or list of layers with forward/backward) "
-                "and 'lastLayer' or 'last_layer'")
+                "and 'lastLayer' or 'last_layer'"
+            )
         self.net = net
         layers = net.layers
         if isinstance(layers, Mapping):
@@ -58,7 +62,9 @@ class NumpyDriver:
             if pl is not None:
                 self.layer_plid[i] = len(self.param_layers)
                 self.param_layers.append(pl)
-        self.weight_decay = float(getattr(net, "weight_decay_lambda", 0.0) or getattr(net, "weight_decay", 0.0) or 0.0)
+        self.weight_decay = float(
+            getattr(net, "weight_decay_lambda", 0.0) or getattr(net, "weight_decay", 0.0) or 0.0
+        )
 
     def _param_name(self, array: np.ndarray) -> str:
         for k, v in self.net.params.items():
@@ -115,14 +121,19 @@ class NumpyDriver:
             return {"stride": int(getattr(layer, "stride", 1)), "pad": int(getattr(layer, "pad", 0))}
         if kind == "batchnorm":
             eps = getattr(layer, "eps", None)
-            return {"momentum": float(getattr(layer, "momentum", 0.9)),
-                    "eps": float(10e-7 if eps is None else eps)}  # the course's BN adds 10e-7
+            return {
+                "momentum": float(getattr(layer, "momentum", 0.9)),
+                "eps": float(10e-7 if eps is None else eps),
+            }  # the course's BN adds 10e-7
         return {}
 
     def _event_attrs(self, layer: object, kind: str) -> dict[str, object]:
         if kind == "pool":
-            return {"size": int(getattr(layer, "pool_h", 2)), "stride": int(getattr(layer, "stride", 2)),
-                    "pad": int(getattr(layer, "pad", 0))}
+            return {
+                "size": int(getattr(layer, "pool_h", 2)),
+                "stride": int(getattr(layer, "stride", 2)),
+                "pad": int(getattr(layer, "pad", 0)),
+            }
         if kind == "dropout":
             return {"ratio": float(getattr(layer, "dropout_ratio", 0.5))}
         return self._attrs(layer, kind)
@@ -151,8 +162,14 @@ class NumpyDriver:
         finally:
             np.random.rand = original  # type: ignore[assignment]
 
-    def run(self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: list[np.ndarray] | None = None,
-            backward: bool = True) -> Pass:
+    def run(
+        self,
+        x: np.ndarray,
+        t: np.ndarray | None,
+        train: bool,
+        masks: list[np.ndarray] | None = None,
+        backward: bool = True,
+    ) -> Pass:
         h = np.asarray(x, dtype=self.dtype)
         events: list[Event] = []
         masks = list(masks or [])
@@ -172,7 +189,9 @@ class NumpyDriver:
                     h = layer.forward(h, train)
             else:
                 h = layer.forward(h)
-            events.append(Event(label, kind, np.array(h), inp, self._event_attrs(layer, kind), plid, h.dtype.name))
+            events.append(
+                Event(label, kind, np.array(h), inp, self._event_attrs(layer, kind), plid, h.dtype.name)
+            )
         result = Pass(events, logits=np.array(h))
         if t is None:
             return result

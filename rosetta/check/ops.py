@@ -30,8 +30,9 @@ def conv(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: int, pad: i
     return y.reshape(n, oh, ow, fn).transpose(0, 3, 1, 2)  # (N, FN, OH, OW)
 
 
-def pool(x: np.ndarray, size: int, stride: int, pad: int = 0, ceil: bool = False,
-         mode: str = "max") -> np.ndarray:
+def pool(
+    x: np.ndarray, size: int, stride: int, pad: int = 0, ceil: bool = False, mode: str = "max"
+) -> np.ndarray:
     """Max or average pooling of (N, C, H, W); ``ceil`` keeps a last partial window (torch
     ceil_mode, Chainer cover_all, Keras padding='same' for stride = size)."""
     n, c, h, w = x.shape
@@ -42,14 +43,14 @@ def pool(x: np.ndarray, size: int, stride: int, pad: int = 0, ceil: bool = False
         oh, ow = (hp - size) // stride + 1, (wp - size) // stride + 1
     fill = -np.inf if mode == "max" else np.nan
     big = np.full((n, c, (oh - 1) * stride + size, (ow - 1) * stride + size), fill)
-    big[:, :, pad:pad + h, pad:pad + w] = x
+    big[:, :, pad : pad + h, pad : pad + w] = x
     if pad:
         big[:, :, :pad, :] = big[:, :, -pad:, :] = big[:, :, :, :pad] = big[:, :, :, -pad:] = fill
-        big[:, :, pad:pad + h, pad:pad + w] = x
+        big[:, :, pad : pad + h, pad : pad + w] = x
     out = np.empty((n, c, oh, ow))
     for i in range(oh):
         for j in range(ow):
-            win = big[:, :, i * stride:i * stride + size, j * stride:j * stride + size]
+            win = big[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
             out[:, :, i, j] = np.max(win, axis=(2, 3)) if mode == "max" else np.nanmean(win, axis=(2, 3))
     return out
 
@@ -83,9 +84,16 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - m - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
 
 
-def batchnorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, *,
-              mean: np.ndarray | None = None, var: np.ndarray | None = None,
-              per_activation: bool = False) -> np.ndarray:
+def batchnorm(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    eps: float,
+    *,
+    mean: np.ndarray | None = None,
+    var: np.ndarray | None = None,
+    per_activation: bool = False,
+) -> np.ndarray:
     """Batch statistics when ``mean``/``var`` are None, else the given (running) ones."""
     if x.ndim == 4 and not per_activation:
         axes, shape = (0, 2, 3), (1, -1, 1, 1)

@@ -21,9 +21,15 @@ class Comparison:
     note: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {"quantity": self.quantity, "name": self.name, "port": self.port_name,
-                "error": None if math.isinf(self.error) else self.error, "tolerance": self.tol,
-                "ok": self.ok, "note": self.note}
+        return {
+            "quantity": self.quantity,
+            "name": self.name,
+            "port": self.port_name,
+            "error": None if math.isinf(self.error) else self.error,
+            "tolerance": self.tol,
+            "ok": self.ok,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -72,8 +78,10 @@ class CheckReport:
         return None
 
     def format(self, verbose: bool = False) -> str:
-        lines = [f"check {self.port} port against {self.reference} reference, {self.dtype}, "
-                 f"input {self.input_shape}"]
+        lines = [
+            f"check {self.port} port against {self.reference} reference, {self.dtype}, "
+            f"input {self.input_shape}"
+        ]
         lines.append("weights copied into the port:")
         lines += [f"  {m}" for m in self.mapping] or ["  (none)"]
         for p in self.problems:
@@ -88,14 +96,18 @@ class CheckReport:
             for r in p.rows:
                 worst[r.quantity] = max(worst.get(r.quantity, 0.0), r.error)
             summary = "  ".join(f"{q} {_e(v)}" for q, v in worst.items())
-            lines.append(f"{p.mode:<6} {'ok   ' if p.ok else 'PARTS'}  {len(p.rows)} compared, "
-                         f"{len(bad)} part  (largest: {summary})")
+            lines.append(
+                f"{p.mode:<6} {'ok   ' if p.ok else 'PARTS'}  {len(p.rows)} compared, "
+                f"{len(bad)} part  (largest: {summary})"
+            )
             shown = p.rows if verbose else [r for r in p.rows if not r.ok or r.note][:8]
             for r in shown:
                 port = f" / port {r.port_name}" if r.port_name not in (r.name, "") else ""
                 extra = f"  {r.note}" if r.note else ""
-                lines.append(f"    {r.quantity:<10} {r.name}{port}: {_e(r.error)} "
-                             f"(tolerance {r.tol:.0e}) {'ok' if r.ok else 'PARTS'}{extra}")
+                lines.append(
+                    f"    {r.quantity:<10} {r.name}{port}: {_e(r.error)} "
+                    f"(tolerance {r.tol:.0e}) {'ok' if r.ok else 'PARTS'}{extra}"
+                )
             if p.diagnosis is not None:
                 d = p.diagnosis
                 lines.append(f"  first divergence: {d.where}")
@@ -106,18 +118,40 @@ class CheckReport:
                     lines.append(f"  {d.detail}")
         for e in self.port_errors:
             lines.append(f"the port raised in {e}")
-        lines.append(("agree: every compared tensor is within the tolerance table" if self.ok else
-                      "PARTS: see the first divergence above") + f"  ({self.seconds:.2f} s)")
+        lines.append(
+            (
+                "agree: every compared tensor is within the tolerance table"
+                if self.ok
+                else "PARTS: see the first divergence above"
+            )
+            + f"  ({self.seconds:.2f} s)"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "reference": self.reference, "port": self.port, "dtype": self.dtype,
-                "input_shape": list(self.input_shape), "mapping": self.mapping, "problems": self.problems,
-                "notes": self.notes, "error": self.error, "port_errors": self.port_errors,
-                "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
-                "passes": [{"mode": p.mode, "ok": p.ok, "rows": [r.to_dict() for r in p.rows],
-                            "diagnosis": None if p.diagnosis is None else p.diagnosis.to_dict()}
-                           for p in self.passes], "seconds": self.seconds}
+        return {
+            "ok": self.ok,
+            "reference": self.reference,
+            "port": self.port,
+            "dtype": self.dtype,
+            "input_shape": list(self.input_shape),
+            "mapping": self.mapping,
+            "problems": self.problems,
+            "notes": self.notes,
+            "error": self.error,
+            "port_errors": self.port_errors,
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
+            "passes": [
+                {
+                    "mode": p.mode,
+                    "ok": p.ok,
+                    "rows": [r.to_dict() for r in p.rows],
+                    "diagnosis": None if p.diagnosis is None else p.diagnosis.to_dict(),
+                }
+                for p in self.passes
+            ],
+            "seconds": self.seconds,
+        }
 
 
 def _e(v: float) -> str:

@@ -17,16 +17,39 @@ from rosetta.check.model import Event, ParamLayer, Pass, Slot, kind_from_name
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOSS_ATTRS = ("last_layer", "lastLayer", "loss_fn", "criterion", "lossfun", "loss_function")
 MODULE_KINDS: list[tuple[type, str]] = [
-    (nn.Linear, "affine"), (nn.Conv2d, "conv"), (nn.modules.batchnorm._BatchNorm, "batchnorm"),
-    (nn.ReLU, "relu"), (nn.Sigmoid, "sigmoid"), (nn.Tanh, "tanh"), (nn.Identity, "identity"),
-    (nn.Softmax, "softmax"), (nn.LogSoftmax, "log_softmax"), (nn.LeakyReLU, "leaky_relu"),
-    (nn.MaxPool2d, "pool"), (nn.AvgPool2d, "avgpool"), (nn.Flatten, "flatten"),
-    (nn.modules.dropout._DropoutNd, "dropout")]
+    (nn.Linear, "affine"),
+    (nn.Conv2d, "conv"),
+    (nn.modules.batchnorm._BatchNorm, "batchnorm"),
+    (nn.ReLU, "relu"),
+    (nn.Sigmoid, "sigmoid"),
+    (nn.Tanh, "tanh"),
+    (nn.Identity, "identity"),
+    (nn.Softmax, "softmax"),
+    (nn.LogSoftmax, "log_softmax"),
+    (nn.LeakyReLU, "leaky_relu"),
+    (nn.MaxPool2d, "pool"),
+    (nn.AvgPool2d, "avgpool"),
+    (nn.Flatten, "flatten"),
+    (nn.modules.dropout._DropoutNd, "dropout"),
+]
 FUNCTION_KINDS = {
-    "relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-    "log_softmax": "log_softmax", "leaky_relu": "leaky_relu", "max_pool2d": "pool",
-    "avg_pool2d": "avgpool", "dropout": "dropout", "flatten": "flatten", "view": "layout",
-    "reshape": "layout", "permute": "layout", "transpose": "layout", "contiguous": "layout"}
+    "relu": "relu",
+    "relu_": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "leaky_relu": "leaky_relu",
+    "max_pool2d": "pool",
+    "avg_pool2d": "avgpool",
+    "dropout": "dropout",
+    "flatten": "flatten",
+    "view": "layout",
+    "reshape": "layout",
+    "permute": "layout",
+    "transpose": "layout",
+    "contiguous": "layout",
+}
 
 
 def _np(t: Any) -> np.ndarray:
@@ -51,10 +74,17 @@ def _pair(v: Any) -> int:
 
 def module_attrs(m: nn.Module, kind: str) -> dict[str, object]:
     if kind == "conv" and isinstance(m, nn.Conv2d):
-        return {"stride": _pair(m.stride), "pad": _pair(m.padding) if not isinstance(m.padding, str) else m.padding}
+        return {
+            "stride": _pair(m.stride),
+            "pad": _pair(m.padding) if not isinstance(m.padding, str) else m.padding,
+        }
     if kind in ("pool", "avgpool") and isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
-        return {"size": _pair(m.kernel_size), "stride": _pair(m.stride or m.kernel_size),
-                "pad": _pair(m.padding), "ceil": bool(m.ceil_mode)}
+        return {
+            "size": _pair(m.kernel_size),
+            "stride": _pair(m.stride or m.kernel_size),
+            "pad": _pair(m.padding),
+            "ceil": bool(m.ceil_mode),
+        }
     if kind == "batchnorm" and isinstance(m, nn.modules.batchnorm._BatchNorm):
         return {"eps": float(m.eps), "momentum": 1.0 - float(m.momentum or 0.0)}
     if kind == "dropout" and hasattr(m, "p"):
@@ -86,8 +116,9 @@ class TorchDriver:
         self.names = {m: (n or type(model).__name__) for n, m in model.named_modules()}
         self.leaves = [m for m in model.modules() if not list(m.children())]
         self.train_arg = "train" in inspect.signature(model.forward).parameters
-        self.loss_fn = loss_fn or next((getattr(model, a) for a in LOSS_ATTRS
-                                        if callable(getattr(model, a, None))), None)
+        self.loss_fn = loss_fn or next(
+            (getattr(model, a) for a in LOSS_ATTRS if callable(getattr(model, a, None))), None
+        )
         self.param_layers: list[ParamLayer] = []
         self.plid: dict[int, int] = {}
 
@@ -121,8 +152,9 @@ class TorchDriver:
                 pass
         return result
 
-    def run(self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None,
-            backward: bool = True) -> Pass:
+    def run(
+        self, x: np.ndarray, t: np.ndarray | None, train: bool, masks: Any = None, backward: bool = True
+    ) -> Pass:
         del masks  # the port draws its own masks; the reference gets them
         events: list[Event] = []
         depth = [0]
@@ -136,28 +168,53 @@ class TorchDriver:
             if depth[0] == 0 and isinstance(output, torch.Tensor):
                 kind = module_kind(m)
                 plid = None
-                if kind in ("affine", "conv", "batchnorm") and (m.weight if hasattr(m, "weight") else True) is not None:
+                if (
+                    kind in ("affine", "conv", "batchnorm")
+                    and (m.weight if hasattr(m, "weight") else True) is not None
+                ):
                     if id(m) not in driver.plid:
                         driver.plid[id(m)] = len(driver.param_layers)
                         driver.param_layers.append(driver._param_layer(m, kind))
                     plid = driver.plid[id(m)]
                 inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-                events.append(Event(driver._label(m), kind, _np(output), None if inp is None else _np(inp),
-                                    module_attrs(m, kind), plid, str(output.dtype).replace("torch.", "")))
+                events.append(
+                    Event(
+                        driver._label(m),
+                        kind,
+                        _np(output),
+                        None if inp is None else _np(inp),
+                        module_attrs(m, kind),
+                        plid,
+                        str(output.dtype).replace("torch.", ""),
+                    )
+                )
 
         class Mode(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
                 out = func(*args, **(kwargs or {}))
                 name = getattr(func, "__name__", "")
-                if depth[0] == 0 and name in FUNCTION_KINDS and isinstance(out, torch.Tensor) \
-                        and out.is_floating_point():
+                if (
+                    depth[0] == 0
+                    and name in FUNCTION_KINDS
+                    and isinstance(out, torch.Tensor)
+                    and out.is_floating_point()
+                ):
                     kind = FUNCTION_KINDS[name]
                     attrs: dict[str, object] = {}
                     if kind in ("pool", "avgpool"):
                         attrs = _pool_call_attrs(args, kwargs or {})
                     src = args[0] if args and isinstance(args[0], torch.Tensor) else None
-                    events.append(Event(f"{name}()", kind, _np(out), None if src is None else _np(src),
-                                        attrs, None, str(out.dtype).replace("torch.", "")))
+                    events.append(
+                        Event(
+                            f"{name}()",
+                            kind,
+                            _np(out),
+                            None if src is None else _np(src),
+                            attrs,
+                            None,
+                            str(out.dtype).replace("torch.", ""),
+                        )
+                    )
                 return out
 
         handles = []
@@ -214,5 +271,9 @@ def _pool_call_attrs(args: tuple, kwargs: dict) -> dict[str, object]:
     bound = dict(zip(names, args, strict=False)) | kwargs
     k = _pair(bound.get("kernel_size", 2))
     s = bound.get("stride") or k
-    return {"size": k, "stride": _pair(s), "pad": _pair(bound.get("padding", 0)),
-            "ceil": bool(bound.get("ceil_mode", False))}
+    return {
+        "size": k,
+        "stride": _pair(s),
+        "pad": _pair(bound.get("padding", 0)),
+        "ceil": bool(bound.get("ceil_mode", False)),
+    }

@@ -36,17 +36,25 @@ class CheckUsageError(Exception):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("check", help="check your own port against your course-style network",
-                       description="Copy REF's weights into PORT, run both layer by layer in eval "
-                       "and train mode, compare every layer output, the loss, every gradient, the "
-                       "input gradient (and K optimizer steps), and at the first divergence name "
-                       "the porting difference that explains it, with its porting-guide section.",
-                       epilog=EPILOG, formatter_class=formatter())
+    p = sub.add_parser(
+        "check",
+        help="check your own port against your course-style network",
+        description="Copy REF's weights into PORT, run both layer by layer in eval "
+        "and train mode, compare every layer output, the loss, every gradient, the "
+        "input gradient (and K optimizer steps), and at the first divergence name "
+        "the porting difference that explains it, with its porting-guide section.",
+        epilog=EPILOG,
+        formatter_class=formatter(),
+    )
     p.add_argument("reference", metavar="REF", help="path/to/file.py:NAME of the reference network")
     p.add_argument("port", metavar="PORT", help="path/to/file.py:NAME of the port")
-    p.add_argument("--input", choices=("random", "mnist"), default="random",
-                   help="random: seeded normals shaped like REF's input (default); mnist: real test "
-                   "images and labels from --data-dir")
+    p.add_argument(
+        "--input",
+        choices=("random", "mnist"),
+        default="random",
+        help="random: seeded normals shaped like REF's input (default); mnist: real test "
+        "images and labels from --data-dir",
+    )
     p.add_argument("--data-dir", help="MNIST folder for --input mnist (default: $MNIST_DIR)")
     p.add_argument("--batch", type=int, default=8, help="examples in the batch (default 8)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -130,10 +138,20 @@ def run(args: argparse.Namespace) -> int:
     x = t = None
     if args.input == "mnist":
         from rosetta.data import load_mnist
+
         x, t = load_mnist("test", args.data_dir, layout="NCHW", dtype=args.dtype, limit=args.batch)
     try:
-        report = check(reference, port, x, t, dtype=args.dtype, batch=args.batch, steps=args.steps,
-                       optimizer=args.optimizer, lr=args.lr)
+        report = check(
+            reference,
+            port,
+            x,
+            t,
+            dtype=args.dtype,
+            batch=args.batch,
+            steps=args.steps,
+            optimizer=args.optimizer,
+            lr=args.lr,
+        )
     except CheckError as exc:
         return _usage(str(exc))
     print(report.format(verbose=args.verbose))
