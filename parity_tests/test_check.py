@@ -277,3 +277,13 @@ def test_cli_mnist_input(capsys: pytest.CaptureFixture[str]) -> None:
         == 0
     )
     assert "input (2, 784)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("port", ["torch", "keras"])
+def test_notes_examples(port: str) -> None:
+    """docs/examples: the notes' Chainer MLP migrated to PyTorch and to Keras, checked against it."""
+    need("chainer")
+    need(port)
+    examples = GALLERY.parent.parent / "docs" / "examples"
+    ref = f"{examples / 'notes_mlp_chainer.py'}:model"
+    assert main(["check", ref, f"{examples / f'notes_mlp_{port}.py'}:model", "--batch", "2"]) == 0

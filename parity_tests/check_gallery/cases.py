@@ -218,6 +218,8 @@ WRONG = [
         "activation-differs",
         "sigmoid",
     ),
+    Case("notes-keras-loss", "activation differs (output sigmoid dropped)", "keras", notes_reference,
+         kp("NotesMLP", keras_loss=True), "activation-differs", "loss"),
     # padding or stride
     Case(
         "padding-torch",

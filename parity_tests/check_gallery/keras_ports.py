@@ -121,8 +121,11 @@ class MultiLayerNetExtend(keras.Model):
 class NotesMLP(keras.Model):
     """The course notes' Chainer MLP in Keras: 784-100-100-10, ReLU, ReLU, sigmoid output."""
 
-    def __init__(self, dtype: str = "float64") -> None:
+    def __init__(self, dtype: str = "float64", keras_loss: bool = False) -> None:
         super().__init__(dtype=dtype)
+        if keras_loss:
+            # Keras's own loss on a sigmoid output: it takes the values before the sigmoid
+            self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
         self.l1 = keras.layers.Dense(100, activation="relu", dtype=dtype)
         self.l2 = keras.layers.Dense(100, activation="relu", dtype=dtype)
         self.l3 = keras.layers.Dense(10, activation="sigmoid", dtype=dtype)
