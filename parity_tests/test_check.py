@@ -287,3 +287,14 @@ def test_notes_examples(port: str) -> None:
     examples = GALLERY.parent.parent / "docs" / "examples"
     ref = f"{examples / 'notes_mlp_chainer.py'}:model"
     assert main(["check", ref, f"{examples / f'notes_mlp_{port}.py'}:model", "--batch", "2"]) == 0
+
+
+def test_walk_through_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """The porting guide's walk-through: the buggy port parts naming softmax-twice, the fix agrees."""
+    need("torch")
+    examples = GALLERY.parent.parent / "docs" / "examples"
+    ref = f"{examples / 'two_layer_net.py'}:TwoLayerNet"
+    port = examples / "two_layer_net_torch.py"
+    assert main(["check", ref, f"{port}:TwoLayerNet"]) == 1
+    assert "docs/porting.md#softmax-twice" in capsys.readouterr().out
+    assert main(["check", ref, f"{port}:FixedTwoLayerNet"]) == 0

@@ -427,7 +427,8 @@ class PassChecker:
             return
         found = dg.first(dg.loss_hypotheses(z, self.t), np.asarray(self.pp.loss, dtype=np.float64), tol * 10)
         last = next((e for e in reversed(self.rp.events) if e.kind not in LAYOUT_KINDS), None)
-        if found is None and last is not None and last.kind in ("sigmoid", "softmax") and last.inp is not None:
+        if found is None and last is not None and last.kind in ("sigmoid", "softmax") \
+                and last.inp is not None:
             pre = float(np.mean(dg.ops.cross_entropy(np.asarray(last.inp, dtype=np.float64), self.t)))
             if abs(self.pp.loss - pre) <= tol * 10 * abs(pre):
                 # NOTE(framework:activation-differs): a Keras loss given a sigmoid/softmax layer's
