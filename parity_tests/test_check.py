@@ -298,3 +298,39 @@ def test_walk_through_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", ref, f"{port}:TwoLayerNet"]) == 1
     assert "docs/porting.md#softmax-twice" in capsys.readouterr().out
     assert main(["check", ref, f"{port}:FixedTwoLayerNet"]) == 0
+
+
+class PredictGradientNet:
+    """A course network that offers only params, predict, loss and gradient (no layers)."""
+
+    def __init__(self, activation: str = "relu") -> None:
+        self._net = course.TwoLayerNet(784, 50, 10)
+        self.params = self._net.params
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        for layer in self._net.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x: np.ndarray, t: np.ndarray) -> float:
+        return self._net.lastLayer.forward(self.predict(x), t)
+
+    def gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        self.loss(x, t)
+        dout = self._net.lastLayer.backward(1)
+        for layer in reversed(list(self._net.layers.values())):
+            dout = layer.backward(dout)
+        a1, a2 = self._net.layers["Affine1"], self._net.layers["Affine2"]
+        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
+
+
+def test_predict_gradient_network_is_checked_end_to_end() -> None:
+    need("torch")
+    from check_gallery.torch_ports import TwoLayerNet
+
+    ok = check(PredictGradientNet(), TwoLayerNet(), batch=2)
+    assert ok.ok, ok.format()
+    assert any("end to end" in n for n in ok.notes)
+    assert {r.quantity for p in ok.passes for r in p.rows} == {"logits", "loss", "grad"}
+    bad = check(PredictGradientNet(), TwoLayerNet(activation="sigmoid"), batch=2)
+    assert not bad.ok and bad.first_failure[1].quantity == "logits"

@@ -19,8 +19,18 @@ from rosetta.check.model import CheckError, Event, ParamLayer, Pass, Slot, kind_
 GRAD_ATTRS = {"W": "dW", "b": "db", "gamma": "dgamma", "beta": "dbeta"}
 
 
-def is_course_net(obj: object) -> bool:
+def is_end_to_end_net(obj: object) -> bool:
+    """A network that offers only ``params``, ``predict`` and ``gradient`` (checked end to end)."""
     return (
+        hasattr(obj, "params")
+        and callable(getattr(obj, "predict", None))
+        and callable(getattr(obj, "gradient", None))
+        and not hasattr(obj, "layers")
+    )
+
+
+def is_course_net(obj: object) -> bool:
+    return is_end_to_end_net(obj) or (
         hasattr(obj, "params")
         and hasattr(obj, "layers")
         and (hasattr(obj, "lastLayer") or hasattr(obj, "last_layer"))
@@ -42,9 +52,13 @@ class NumpyDriver:
             raise CheckError(
                 f"{type(net).__name__} is not a course-style network: expected an object with a "
                 "'params' dict, 'layers' (an OrderedDict or list of layers with forward/backward) "
-                "and 'lastLayer' or 'last_layer'"
+                "and 'lastLayer' or 'last_layer'; or 'params', 'predict' and 'gradient'"
             )
         self.net = net
+        self.end_to_end = is_end_to_end_net(net)
+        if self.end_to_end:
+            self._init_end_to_end(net)
+            return
         layers = net.layers
         if isinstance(layers, Mapping):
             self.layers = [(str(k), v) for k, v in layers.items()]
@@ -65,6 +79,59 @@ class NumpyDriver:
         self.weight_decay = float(
             getattr(net, "weight_decay_lambda", 0.0) or getattr(net, "weight_decay", 0.0) or 0.0
         )
+
+    def _init_end_to_end(self, net: object) -> None:
+        """Parameter layers from the names W1, b1, gamma1, beta1, ...: by index, affine or conv
+        (W, b) before BatchNorm (gamma, beta)."""
+        import re
+
+        self.layers = []
+        self.last = None
+        self.dtype = np.asarray(next(iter(net.params.values()))).dtype.name
+        self.weight_decay = 0.0  # the network's own loss and gradient include it
+        groups: dict[tuple[int, int], dict[str, str]] = {}
+        for name in net.params:
+            m = re.fullmatch(r"(W|b|gamma|beta)(\d+)", str(name))
+            if m is None:
+                raise CheckError(
+                    f"{type(net).__name__}.params[{name!r}]: an end-to-end check needs the "
+                    "course's names W1, b1, gamma1, beta1, ..."
+                )
+            role, index = m.group(1), int(m.group(2))
+            groups.setdefault((index, 0 if role in ("W", "b") else 1), {})[role] = str(name)
+        self.param_layers = []
+        for (index, sub), names in sorted(groups.items()):
+            if sub == 0:
+                kind = "affine" if np.ndim(net.params[names["W"]]) == 2 else "conv"
+            else:
+                kind = "batchnorm"
+            slots = {role: self._param_slot(name) for role, name in names.items()}
+            self.param_layers.append(ParamLayer(f"{kind} {index}", kind, slots, {}, None))
+
+    def _param_slot(self, name: str) -> Slot:
+        def get() -> np.ndarray:
+            return self.net.params[name]
+
+        def set_(a: np.ndarray) -> None:
+            self.net.params[name][...] = a
+
+        return Slot(name.rstrip("0123456789"), name, get, set_)
+
+    def _run_end_to_end(self, x: np.ndarray, t: np.ndarray | None, train: bool, backward: bool) -> Pass:
+        net = self.net
+        takes = _takes_train_flag(net.predict)
+        logits = net.predict(x, train) if takes else net.predict(x)
+        result = Pass([], logits=np.array(logits))
+        if t is None:
+            return result
+        result.loss = float(net.loss(x, t)) if callable(getattr(net, "loss", None)) else None
+        if backward:
+            grads = net.gradient(x, t)
+            for plid, pl in enumerate(self.param_layers):
+                for role, slot in pl.slots.items():
+                    if slot.name in grads:
+                        result.grads[(plid, role)] = np.array(grads[slot.name])
+        return result
 
     def _param_name(self, array: np.ndarray) -> str:
         for k, v in self.net.params.items():
@@ -170,6 +237,8 @@ class NumpyDriver:
         masks: list[np.ndarray] | None = None,
         backward: bool = True,
     ) -> Pass:
+        if self.end_to_end:
+            return self._run_end_to_end(np.asarray(x, dtype=self.dtype), t, train, backward)
         h = np.asarray(x, dtype=self.dtype)
         events: list[Event] = []
         masks = list(masks or [])
