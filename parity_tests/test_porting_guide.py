@@ -976,6 +976,10 @@ MECHANICS: dict[str, str] = {
     'chainer-load-npz': 'parity_tests/test_no_pickle.py::test_no_pickle',
     'tf-function': 'parity_tests/test_parity.py::test_dropout_shared_mask',
     'weight-decay': 'parity_tests/test_parity.py::test_gradients',
+    # The porting mistakes rosetta check names: each proven by its gallery cases.
+    **{slug: 'parity_tests/test_check.py::test_wrong_port_is_named' for slug in (
+        'activation-differs', 'padding-stride', 'pool-ceil', 'softmax-twice', 'label-smoothing',
+        'loss-reduction')},
 }
 
 
