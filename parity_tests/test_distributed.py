@@ -1,0 +1,158 @@
+"""Data-parallel parity: torch DDP (2 gloo processes) and TF MirroredStrategy (2 logical CPUs)
+trained 20 SGD steps on MNIST's global batches of 100 against the one-process NumPy reference.
+
+One run of every scenario (rosetta.distributed.cached_run) serves this file and the
+"Data-parallel training" sections of test_porting_guide.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import mnist_dir_or_skip, require_framework
+
+from rosetta import distributed as dp
+from rosetta.weights import MODEL_NAMES
+
+
+@pytest.fixture(scope="module")
+def report() -> dp.Report:
+    for framework in dp.FRAMEWORKS:
+        require_framework(framework)
+    return dp.cached_run(str(mnist_dir_or_skip()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _case_id(r: dp.Result) -> str:
+    return f"{r.framework}-{r.scenario.label}-{r.scenario.dtype}"
+
+
+def test_every_model_and_dtype_runs(report: dp.Report) -> None:
+    """Every model of the suite, both dtypes, both engines, plus BN and Dropout runs."""
+    for framework in dp.FRAMEWORKS:
+        runs = {(r.scenario.model, r.scenario.dtype) for r in report.results
+                if r.framework == framework and r.scenario.variant == "correct"}
+        assert runs == {(m, d) for m in MODEL_NAMES for d in dp.DTYPES}
+    assert len(report.results) == sum(len(dp.scenarios(f)) for f in dp.FRAMEWORKS)
+
+
+def test_correct_runs_match_the_reference(report: dp.Report) -> None:
+    """Parameters after every step within the trajectory bound (float64 1e-12, float32 1e-5),
+    identical eval predictions, the replicas identical to each other."""
+    checked = [r for r in report.results if r.scenario.checked]
+    assert len(checked) >= 4 * len(MODEL_NAMES)
+    failures = [r.describe() for r in checked if not r.passed]
+    assert not failures, "\n".join(failures)
+    for r in checked:
+        assert len(r.per_step) == dp.STEPS
+        assert r.tol == (1e-12 if r.scenario.dtype == "float64" else 1e-5)
+
+
+def test_the_comparison_sees_a_step(report: dp.Report) -> None:
+    """The runs moved (20 steps of lr 0.1), so a matching run is not a run that never trained."""
+    run_ = report.runs["torch"]
+    history = run_.history[dp.Scenario("mlp", "float64").key]
+    first, last = history[0]["fc1.W"], history[-1]["fc1.W"]
+    assert np.max(np.abs(last - first)) > 1e-2
+
+
+def test_synchronised_batchnorm_matches(report: dp.Report) -> None:
+    for framework in dp.FRAMEWORKS:
+        for model in ("mlp", "cnn"):
+            r = report.result(framework, model=model, batchnorm="sync")
+            assert r.passed and r.worst_rel_err < 1e-12, r.describe()
+
+
+def test_per_replica_batchnorm_differs(report: dp.Report) -> None:
+    """The frameworks' default (statistics of the replica's 50 examples) is a different training:
+    measured, and shown in the porting guide (bn-per-replica)."""
+    for framework in dp.FRAMEWORKS:
+        for model in ("mlp", "cnn"):
+            r = report.result(framework, model=model, batchnorm="per-replica")
+            assert r.worst_rel_err > 1e-2, r.describe()
+
+
+def test_dropout_masks_from_the_global_mask(report: dp.Report) -> None:
+    for framework in dp.FRAMEWORKS:
+        r = report.result(framework, dropout=dp.DROPOUT_RATIO)
+        assert r.passed and r.worst_rel_err < 1e-12, r.describe()
+
+
+@pytest.mark.parametrize("framework, variant", [("torch", "grads-summed"), ("torch", "same-dropout-mask"),
+                                                ("tf", "loss-per-replica-batch"), ("tf", "same-dropout-mask")])
+def test_wrong_examples_fail(report: dp.Report, framework: str, variant: str) -> None:
+    """Each pitfall, run on purpose, is far outside the bound (while its replicas stay in sync)."""
+    dropout = dp.DROPOUT_RATIO if variant == "same-dropout-mask" else 0.0
+    r = report.result(framework, dropout=dropout, variant=variant)
+    assert not r.scenario.checked
+    assert r.worst_rel_err > 1e4 * r.tol, r.describe()
+    assert r.replica_spread == 0.0
+
+
+def test_lr_scaled_run_is_exact(report: dp.Report) -> None:
+    """DDP at lr x2 matches the reference at lr x2: the lr-rescale gap is the recipe's, not DDP's."""
+    r = report.result("torch", variant="lr-scaled", lr=dp.LR * dp.WORLD_SIZE)
+    assert r.passed and r.worst_rel_err < 1e-12, r.describe()
+
+
+def test_workers_are_gone(report: dp.Report) -> None:
+    pids = [pid for run_ in report.runs.values() for pid in run_.pids]
+    assert len(pids) == dp.WORLD_SIZE + 1  # torch ranks and the TF process
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+def test_a_hanging_worker_is_killed(tmp_path: Path) -> None:
+    """The timeout path: the worker (and its process group) is killed, the error names it."""
+    procs = dp.start_processes([[sys.executable, "-c", "import time; time.sleep(600)"]], tmp_path, "hang")
+    start = time.monotonic()
+    try:
+        with pytest.raises(dp.DistributedError, match="hang worker 0 did not finish"):
+            dp.wait_processes({"hang": procs}, tmp_path, time.monotonic() + 0.5)
+    finally:
+        dp.kill_processes(procs)
+    assert time.monotonic() - start < 10
+    assert procs[0].poll() is not None and not _alive(procs[0].pid)
+
+
+def test_a_failing_worker_reports_its_log(tmp_path: Path) -> None:
+    procs = dp.start_processes([[sys.executable, "-c", "raise SystemExit('broken rendezvous')"]],
+                               tmp_path, "torch")
+    try:
+        with pytest.raises(dp.DistributedError, match="torch worker 0 exited with status 1:\n.*broken rendezvous"):
+            dp.wait_processes({"torch": procs}, tmp_path, time.monotonic() + 30)
+    finally:
+        dp.kill_processes(procs)
+
+
+def test_running_var_conversion() -> None:
+    """Keras's biased EMA -> the contract's unbiased EMA, against the recursion itself."""
+    rng = np.random.default_rng(0)
+    m, c = 50, 0.9
+    biased, unbiased = np.ones(3), np.ones(3)
+    for step in range(1, 6):
+        var = rng.random(3)
+        biased = c * biased + (1 - c) * var
+        unbiased = c * unbiased + (1 - c) * var * m / (m - 1)
+        np.testing.assert_allclose(dp.running_var_from_biased(biased, np.ones(3), c, step, m), unbiased,
+                                   rtol=1e-14)
+
+
+def test_cli_distributed_refuses_chainer() -> None:
+    out = subprocess.run([sys.executable, "-m", "rosetta.cli", "parity", "--distributed", "--framework",
+                          "chainer"], capture_output=True, text=True, cwd=dp.ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(dp.ROOT)})
+    assert out.returncode == 1
+    assert "ChainerMN" in out.stderr and "Traceback" not in out.stderr
