@@ -44,13 +44,14 @@ def note_blocks() -> list[tuple[str, str]]:
         for path in sorted((ROOT / package).rglob("*.py")):
             lines = path.read_text(encoding="utf-8").splitlines()
             for i, line in enumerate(lines):
-                if "NOTE(framework)" not in line:
+                # ``NOTE(framework): ...`` or ``NOTE(framework:SLUG): ...``
+                if "NOTE(framework" not in line:
                     continue
-                text = [line.split("NOTE(framework)", 1)[1]]
-                in_comment = "#" in line.split("NOTE(framework)", 1)[0]
+                text = [line.split("NOTE(framework", 1)[1]]
+                in_comment = "#" in line.split("NOTE(framework", 1)[0]
                 for nxt in lines[i + 1:i + 6]:
                     s = nxt.strip()
-                    if "NOTE(framework)" in s or not s:
+                    if "NOTE(framework" in s or not s:
                         break
                     if in_comment and not s.startswith("#"):
                         break

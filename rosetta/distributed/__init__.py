@@ -52,7 +52,7 @@ DTYPES = ("float64", "float32")
 BATCHNORM_MODES = ("none", "sync", "per-replica")
 # A correct run, or one of the porting guide's data-parallel pitfalls (see docs/porting.md).
 VARIANTS = ("correct", "lr-scaled", "grads-summed", "loss-per-replica-batch", "same-dropout-mask")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (workers run with it on their path)
 
 
 class DistributedError(RuntimeError):
@@ -112,25 +112,47 @@ def _has_field(model: str, name: str) -> bool:
 
 
 def scenarios(framework: str, models: Sequence[str] = MODEL_NAMES,
-              dtypes: Sequence[str] = DTYPES, pitfalls: bool = True) -> list[Scenario]:
+              dtypes: Sequence[str] = DTYPES, pitfalls: bool = True, quick: bool = False) -> list[Scenario]:
     """Every run of ``framework``: each model plain in every dtype; in float64 (where a mismatch
     cannot hide in round-off) with BatchNorm synchronised and per replica, with Dropout (where its
-    config has them), and the pitfalls this framework shows (on the MLP)."""
-    out = [Scenario(model, dtype) for model in models for dtype in dtypes]
+    config has them), and the pitfalls this framework shows (on the MLP).
+
+    ``quick`` (the test suite's selection, a third of the time): the MLP in float64 (plain,
+    synchronised BatchNorm, Dropout; in torch also per-replica BatchNorm and torch's pitfalls),
+    every other model plain in float32 (torch: also per-replica BatchNorm), and TF's own pitfall
+    (the loss scaling).
+    """
+    def is_mlp(model: str) -> bool:
+        return _has_field(model, "hidden_sizes")
+
+    if quick:
+        out = [Scenario(model, "float32") for model in models if not is_mlp(model) and "float32" in dtypes]
+        if framework == "torch":  # the largest per-replica BatchNorm effect: after the conv
+            out += [Scenario(model, "float32", batchnorm="per-replica") for model in models
+                    if not is_mlp(model) and "float32" in dtypes and _has_field(model, "use_batchnorm")]
+        models, dtypes = [m for m in models if is_mlp(m)], [d for d in dtypes if d == "float64"]
+    else:
+        out = []
+    out += [Scenario(model, dtype) for model in models for dtype in dtypes]
     if "float64" not in dtypes:
         return out
     for model in models:
         if _has_field(model, "use_batchnorm"):
-            out += [Scenario(model, "float64", batchnorm="sync"),
-                    Scenario(model, "float64", batchnorm="per-replica")]
+            out.append(Scenario(model, "float64", batchnorm="sync"))
+            if not quick or framework == "torch":
+                out.append(Scenario(model, "float64", batchnorm="per-replica"))
         if _has_field(model, "dropout_ratio"):
             out.append(Scenario(model, "float64", dropout=DROPOUT_RATIO))
     if pitfalls and "mlp" in models:
         mine = {"torch": ("grads-summed", "same-dropout-mask", "lr-scaled"),
                 "tf": ("loss-per-replica-batch", "same-dropout-mask")}[framework]
         for variant in mine:
+            if quick and framework != "torch" and variant != "loss-per-replica-batch":
+                continue
             dropout = DROPOUT_RATIO if variant == "same-dropout-mask" else 0.0
-            # lr-scaled: the linear-scaling fix of the lr-rescale pitfall (see lr_rescale_sizes)
+            # NOTE(framework:lr-rescale): neither engine rescales the lr for the global batch; a
+            # recipe tuned at the per-worker batch needs lr x WORLD_SIZE (linear scaling, first
+            # order only). "lr-scaled" is that run, compared in lr_rescale_sizes.
             lr = LR * WORLD_SIZE if variant == "lr-scaled" else LR
             out.append(Scenario("mlp", "float64", dropout=dropout, variant=variant, lr=lr))
     return out
@@ -168,16 +190,25 @@ def model_input(data: Mapping[str, np.ndarray], config: ModelConfig, dtype: str,
     return np.ascontiguousarray(data[key].reshape(len(data[key]), *input_shape(config)), dtype=dtype)
 
 
-def dropout_masks(config: ModelConfig, step: int) -> dict[str, np.ndarray]:
-    """The reference's global keep-masks of ``step``, by Dropout layer name (activation-shaped)."""
+@functools.lru_cache(maxsize=16)
+def _dropout_shapes(config: ModelConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
     from rosetta.adapters import make_adapter
 
     probe = make_adapter("numpy", config, init_params(config, seed=0, dtype="float64"), "float64")
     x = np.zeros((GLOBAL_BATCH, *input_shape(config)))
-    shapes = {n: a.shape for n, a in probe.forward(x, train=False).items() if n.startswith("drop")}
+    return tuple((n, a.shape) for n, a in probe.forward(x, train=False).items() if n.startswith("drop"))
+
+
+@functools.lru_cache(maxsize=64)
+def _masks(config: ModelConfig, step: int) -> tuple[tuple[str, np.ndarray], ...]:
     rng = np.random.default_rng([step, 1016])
     ratio = float(getattr(config, "dropout_ratio", 0.0))
-    return {name: rng.random(shape) >= ratio for name, shape in shapes.items()}
+    return tuple((name, rng.random(shape) >= ratio) for name, shape in _dropout_shapes(config))
+
+
+def dropout_masks(config: ModelConfig, step: int) -> dict[str, np.ndarray]:
+    """The reference's global keep-masks of ``step``, by Dropout layer name (activation-shaped)."""
+    return {name: mask.copy() for name, mask in _masks(config, step)}
 
 
 def replica_rows(rank: int, n: int = LOCAL_BATCH) -> slice:
@@ -451,14 +482,14 @@ class Report:
 
 def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] = MODEL_NAMES,
         dtypes: Sequence[str] = DTYPES, data_dir: str | os.PathLike[str] | None = None,
-        pitfalls: bool = True, timeout: float = WORKER_TIMEOUT_S) -> Report:
+        pitfalls: bool = True, timeout: float = WORKER_TIMEOUT_S, quick: bool = False) -> Report:
     """Every scenario of every framework against the reference (see the module docstring)."""
     start = time.perf_counter()
     data_key = f"mnist:{Path(data_dir).resolve()}" if data_dir is not None else "synthetic"
     if data_key not in _DATA:
         _DATA[data_key] = make_data(data_dir)
     data = _DATA[data_key]
-    plans = {f: scenarios(f, models, dtypes, pitfalls) for f in frameworks}
+    plans = {f: scenarios(f, models, dtypes, pitfalls, quick) for f in frameworks}
 
     def references() -> None:
         for plan in plans.values():
@@ -471,9 +502,10 @@ def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] = MODEL_NA
 
 
 @functools.lru_cache(maxsize=4)
-def cached_run(data_dir: str | None) -> Report:
-    """:func:`run` with every default, once per process (shared by the tests and the guide's)."""
-    return run(data_dir=data_dir)
+def cached_run(data_dir: str | None, quick: bool = True) -> Report:
+    """:func:`run` of every framework and model, once per process (the test suite's: shared by
+    test_distributed.py and the porting guide's sections); ``quick`` by default."""
+    return run(data_dir=data_dir, quick=quick)
 
 
 def pitfall_sizes(report: Report) -> dict[str, dict[str, float]]:
@@ -496,15 +528,14 @@ def pitfall_sizes(report: Report) -> dict[str, dict[str, float]]:
             "tf": report.result("tf", variant="loss-per-replica-batch").worst_rel_err,
             "fixed": worst(correct_mlp)}
     bn: dict[str, float] = {}
-    for f in have:
-        for model in ("mlp", "cnn"):
-            r = report.result(f, model=model, batchnorm="per-replica")
-            bn[f"{f}-{model}"] = r.worst_rel_err
-            bn[f"{f}-{model}-predictions"] = r.prediction_agreement
+    for r in report.results:
+        if r.scenario.batchnorm == "per-replica":
+            bn[f"{r.framework}-{r.scenario.model}"] = r.worst_rel_err
+            bn[f"{r.framework}-{r.scenario.model}-predictions"] = r.prediction_agreement
     bn["sync"] = worst(r for r in report.results if r.scenario.batchnorm == "sync")
     out["bn-per-replica"] = bn
-    dropout = {f: report.result(f, dropout=DROPOUT_RATIO, variant="same-dropout-mask").worst_rel_err
-               for f in have}
+    dropout = {r.framework: r.worst_rel_err for r in report.results
+               if r.scenario.variant == "same-dropout-mask"}
     dropout["fixed"] = worst(r for r in report.results if r.scenario.dropout and r.scenario.checked)
     out["dropout-same-mask"] = dropout
     return out
