@@ -1,5 +1,6 @@
-"""Data-parallel parity: torch DDP (2 gloo processes) and TF MirroredStrategy (2 logical CPUs)
-trained 20 SGD steps on MNIST's global batches of 100 against the one-process NumPy reference.
+"""Data-parallel parity: torch DDP (2 gloo processes), TF MirroredStrategy (2 logical CPUs) and
+ChainerMN (2 MPI ranks) trained 20 SGD steps on MNIST's global batches of 100 against the
+one-process NumPy reference.
 
 One run of every scenario (rosetta.distributed.cached_run) serves this file and the
 "Data-parallel training" sections of test_porting_guide.py.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import mnist_dir_or_skip, require_framework
+from conftest import mnist_dir_or_skip, require_all, require_framework
 
 from rosetta import distributed as dp
 from rosetta.weights import MODEL_NAMES
@@ -26,6 +27,17 @@ def report() -> dp.Report:
     for framework in dp.FRAMEWORKS:
         require_framework(framework)
     return dp.cached_run(str(mnist_dir_or_skip()))
+
+
+@pytest.fixture(scope="module")
+def chainermn(report: dp.Report) -> None:
+    """ChainerMN ran (MPI installed); skip without it, fail under ROSETTA_REQUIRE_ALL=1."""
+    missing = dp.chainermn_missing()
+    if missing:
+        if require_all():
+            pytest.fail(f"ROSETTA_REQUIRE_ALL=1 but {missing}")
+        pytest.skip(missing)
+    assert "chainer" in report.runs
 
 
 def _alive(pid: int) -> bool:
@@ -43,12 +55,22 @@ def _case_id(r: dp.Result) -> str:
 def test_every_model_and_dtype_runs(report: dp.Report) -> None:
     """Every model of the suite in both engines: the MLP in float64, the others in float32 (the
     quick selection; ``rosetta parity --distributed`` runs every model in both dtypes)."""
-    for framework in dp.FRAMEWORKS:
+    for framework in ("torch", "tf"):
         runs = {(r.scenario.model, r.scenario.dtype) for r in report.results
                 if r.framework == framework and r.scenario.variant == "correct"
                 and r.scenario.batchnorm == "none"}
         assert runs == {(m, "float64" if m == "mlp" else "float32") for m in MODEL_NAMES}
-    assert len(report.results) == sum(len(dp.scenarios(f, quick=True)) for f in dp.FRAMEWORKS)
+    assert len(report.results) == sum(len(dp.scenarios(f, quick=True)) for f in report.runs)
+
+
+def test_chainermn_matches(report: dp.Report, chainermn: None) -> None:
+    """ChainerMN (multi-node optimizer, MultiNodeBatchNormalization, per-rank Dropout masks) on
+    the MLP in the suite; ``rosetta parity --distributed`` runs every model."""
+    runs = [r for r in report.results if r.framework == "chainer"]
+    assert {(r.scenario.batchnorm, r.scenario.dropout) for r in runs} == \
+        {("none", 0.0), ("sync", 0.0), ("none", dp.DROPOUT_RATIO)}
+    for r in runs:
+        assert r.passed and r.worst_rel_err < 1e-12, r.describe()
 
 
 def test_the_full_selection() -> None:
@@ -126,10 +148,20 @@ def test_lr_scaled_run_is_exact(report: dp.Report) -> None:
     assert r.passed and r.worst_rel_err < 1e-12, r.describe()
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_workers_are_gone(report: dp.Report) -> None:
+    """Every worker ran in its own process group (the torch ranks, the TF process, mpirun with its
+    ranks): no process of any of those groups is left."""
     pids = [pid for run_ in report.runs.values() for pid in run_.pids]
-    assert len(pids) == dp.WORLD_SIZE + 1  # torch ranks and the TF process
-    assert not [pid for pid in pids if _alive(pid)]
+    assert len(pids) == dp.WORLD_SIZE + 1 + ("chainer" in report.runs)
+    assert not [pid for pid in pids if _alive(pid) or _group_alive(pid)]
 
 
 def test_a_hanging_worker_is_killed(tmp_path: Path) -> None:
@@ -142,7 +174,7 @@ def test_a_hanging_worker_is_killed(tmp_path: Path) -> None:
     finally:
         dp.kill_processes(procs)
     assert time.monotonic() - start < 10
-    assert procs[0].poll() is not None and not _alive(procs[0].pid)
+    assert procs[0].poll() is not None and not _alive(procs[0].pid) and not _group_alive(procs[0].pid)
 
 
 def test_a_failing_worker_reports_its_log(tmp_path: Path) -> None:
@@ -168,9 +200,11 @@ def test_running_var_conversion() -> None:
                                    rtol=1e-14)
 
 
-def test_cli_distributed_refuses_chainer() -> None:
+def test_cli_distributed_chainer_without_mpi() -> None:
+    """Without mpirun on the PATH: one message naming what to install, exit 1."""
     out = subprocess.run([sys.executable, "-m", "rosetta.cli", "parity", "--distributed", "--framework",
                           "chainer"], capture_output=True, text=True, cwd=dp.ROOT, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(dp.ROOT)})
+                         env={**os.environ, "PYTHONPATH": str(dp.ROOT), "PATH": ""})
     assert out.returncode == 1
-    assert "ChainerMN" in out.stderr and "Traceback" not in out.stderr
+    assert "ChainerMN needs" in out.stderr and "openmpi-bin" in out.stderr
+    assert "Traceback" not in out.stderr

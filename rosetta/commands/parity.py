@@ -66,10 +66,9 @@ def format_table(records: list[Record]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.distributed:
         from rosetta.distributed import DTYPES as DIST_DTYPES
-        from rosetta.distributed import FRAMEWORKS as DIST_FRAMEWORKS
         from rosetta.distributed import cli
 
-        return cli(args.framework or DIST_FRAMEWORKS, args.model or MODEL_NAMES, args.dtype or DIST_DTYPES,
+        return cli(args.framework, args.model or MODEL_NAMES, args.dtype or DIST_DTYPES,
                    args.data_dir or os.environ.get("MNIST_DIR"), args.json)
     frameworks = args.framework or list(PORTS)
     available = []

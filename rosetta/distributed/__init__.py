@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +49,8 @@ LR = 0.1  # SGD; 20 steps at 0.1 take the MLP from 10% to ~80% test accuracy
 DROPOUT_RATIO = 0.5
 EVAL_IMAGES = 1000
 WORKER_TIMEOUT_S = 240.0
-FRAMEWORKS = ("torch", "tf")
+FRAMEWORKS = ("torch", "tf", "chainer")
+ENGINES = {"torch": "torch-ddp", "tf": "tf-mirror", "chainer": "chainermn"}
 DTYPES = ("float64", "float32")
 BATCHNORM_MODES = ("none", "sync", "per-replica")
 # A correct run, or one of the porting guide's data-parallel pitfalls (see docs/porting.md).
@@ -126,7 +129,9 @@ def scenarios(framework: str, models: Sequence[str] = MODEL_NAMES,
         return _has_field(model, "hidden_sizes")
 
     if quick:
-        out = [Scenario(model, "float32") for model in models if not is_mlp(model) and "float32" in dtypes]
+        # ChainerMN: the MLP only (its CNN step is the slowest of the three; the command runs it)
+        out = [Scenario(model, "float32") for model in models
+               if not is_mlp(model) and "float32" in dtypes and framework != "chainer"]
         if framework == "torch":  # the largest per-replica BatchNorm effect: after the conv
             out += [Scenario(model, "float32", batchnorm="per-replica") for model in models
                     if not is_mlp(model) and "float32" in dtypes and _has_field(model, "use_batchnorm")]
@@ -145,7 +150,7 @@ def scenarios(framework: str, models: Sequence[str] = MODEL_NAMES,
             out.append(Scenario(model, "float64", dropout=DROPOUT_RATIO))
     if pitfalls and "mlp" in models:
         mine = {"torch": ("grads-summed", "same-dropout-mask", "lr-scaled"),
-                "tf": ("loss-per-replica-batch", "same-dropout-mask")}[framework]
+                "tf": ("loss-per-replica-batch", "same-dropout-mask")}.get(framework, ())
         for variant in mine:
             if quick and framework != "torch" and variant != "loss-per-replica-batch":
                 continue
@@ -270,10 +275,30 @@ class WorkerRun:
     seconds: float = 0.0
 
 
+def chainermn_missing() -> str | None:
+    """Why ChainerMN cannot run here (None: it can): it needs Chainer, mpi4py and an MPI
+    launcher (``mpirun``, e.g. Debian's openmpi-bin)."""
+    for module, what in (("chainer", "chainer (pip install 'mnist-rosetta[chainer]')"),
+                         ("mpi4py", "mpi4py (pip install 'mnist-rosetta[chainer]')")):
+        if importlib.util.find_spec(module) is None:
+            return f"ChainerMN needs {what}"
+    if shutil.which("mpirun") is None:
+        return "ChainerMN needs an MPI library and its mpirun (Debian: apt-get install openmpi-bin " \
+               "libopenmpi-dev; .ci/install-system does)"
+    return None
+
+
 def worker_commands(framework: str, folder: Path) -> list[list[str]]:
     exe = [sys.executable, "-m", "rosetta.distributed", framework]
     if framework == "torch":
         return [[*exe, str(rank), str(folder)] for rank in range(WORLD_SIZE)]
+    if framework == "chainer":
+        mpirun = [shutil.which("mpirun") or "mpirun", "-n", str(WORLD_SIZE), "--oversubscribe"]
+        if os.geteuid() == 0:
+            mpirun.append("--allow-run-as-root")  # OpenMPI refuses root without it (CI containers)
+        for name in ("PYTHONPATH", "OMP_NUM_THREADS", "ROSETTA_WORKER_THREADS"):
+            mpirun += ["-x", name]
+        return [[*mpirun, *exe, str(folder)]]
     return [[*exe, str(folder)]]
 
 
@@ -503,9 +528,11 @@ def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] = MODEL_NA
 
 @functools.lru_cache(maxsize=4)
 def cached_run(data_dir: str | None, quick: bool = True) -> Report:
-    """:func:`run` of every framework and model, once per process (the test suite's: shared by
-    test_distributed.py and the porting guide's sections); ``quick`` by default."""
-    return run(data_dir=data_dir, quick=quick)
+    """:func:`run` of every framework that can run here (ChainerMN only with MPI) and every model,
+    once per process (the test suite's: shared by test_distributed.py and the porting guide's
+    sections); ``quick`` by default."""
+    frameworks = [f for f in FRAMEWORKS if f != "chainer" or chainermn_missing() is None]
+    return run(frameworks, data_dir=data_dir, quick=quick)
 
 
 def pitfall_sizes(report: Report) -> dict[str, dict[str, float]]:
@@ -597,8 +624,15 @@ def running_var_from_biased(biased: np.ndarray, initial: np.ndarray, momentum: f
     NOTE(framework:bn-per-replica): Keras's synchronised BatchNormalization keeps the biased
     variance in moving_variance (see bn-running-var); m is the global count per feature.
     """
+    return rescale_running_var(biased, initial, momentum, steps, m / (m - 1))
+
+
+def rescale_running_var(stored: np.ndarray, initial: np.ndarray, momentum: float, steps: int,
+                        factor: float) -> np.ndarray:
+    """An EMA of ``factor`` x the batch variance from an EMA of the batch variance as stored, both
+    started at ``initial``: ``c^t v0 + (stored - c^t v0) * factor``."""
     decay = momentum ** steps
-    return decay * initial + (biased - decay * initial) * (m / (m - 1))
+    return decay * initial + (stored - decay * initial) * factor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -613,7 +647,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         worker(Path(args[1]))
         return 0
-    print("usage: python -m rosetta.distributed torch RANK FOLDER | tf FOLDER", file=sys.stderr)
+    if len(args) == 2 and args[0] == "chainer":
+        from rosetta.distributed.chainer_worker import worker as chainer_worker
+
+        chainer_worker(Path(args[1]))
+        return 0
+    print("usage: python -m rosetta.distributed torch RANK FOLDER | tf FOLDER | chainer FOLDER "
+          "(chainer under mpirun)", file=sys.stderr)
     return 2
 
 
@@ -626,25 +666,27 @@ def format_report(report: Report) -> str:
     header = (f"{'framework':<10} {'run':<36} {'dtype':<8} {'largest rel err':>15} {'tol':>7} "
               f"{'same predictions':>16}  verdict")
     lines = [header, "-" * len(header)]
-    engine = {"torch": "torch-ddp", "tf": "tf-mirror"}
     for r in report.results:
         s = r.scenario
         verdict = ("ok" if r.passed else "FAIL") if s.checked else "measured (a pitfall: differs)"
-        lines.append(f"{engine[r.framework]:<10} {s.label:<36} {s.dtype:<8} {r.worst_rel_err:>15.1e} "
+        lines.append(f"{ENGINES[r.framework]:<10} {s.label:<36} {s.dtype:<8} {r.worst_rel_err:>15.1e} "
                      f"{r.tol:>7.0e} {100 * r.prediction_agreement:>15.1f}%  {verdict}")
     return "\n".join(lines)
 
 
-def cli(frameworks: Sequence[str], models: Sequence[str], dtypes: Sequence[str],
+def cli(frameworks: Sequence[str] | None, models: Sequence[str], dtypes: Sequence[str],
         data_dir: str | None, json_path: str | None) -> int:
-    """The ``--distributed`` section of ``rosetta parity``; exit status 1 on any failure."""
+    """The ``--distributed`` section of ``rosetta parity``; exit status 1 on any failure.
+    ``frameworks`` None: torch, tf and, where MPI is installed, chainer."""
     from rosetta.adapters import FrameworkNotInstalled, adapter_class
     from rosetta.weights import atomic_write_bytes
 
-    if "chainer" in frameworks:
-        print("rosetta parity --distributed: chainer: ChainerMN cannot run from the project's setup "
-              "(it needs mpi4py and a system MPI library; see 'chainermn' in docs/porting.md)",
-              file=sys.stderr)
+    if frameworks is None:
+        frameworks = [f for f in FRAMEWORKS if f != "chainer" or chainermn_missing() is None]
+        if "chainer" not in frameworks:
+            print(f"note: chainer left out: {chainermn_missing()}", file=sys.stderr)
+    if "chainer" in frameworks and chainermn_missing():
+        print(f"rosetta parity --distributed: chainer: {chainermn_missing()}", file=sys.stderr)
         return 1
     for framework in frameworks:
         try:
