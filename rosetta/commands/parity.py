@@ -18,7 +18,7 @@ EPILOG = """examples:
   rosetta parity --data-dir ../shared/mnist        # plus 100-step trajectories on real MNIST
   rosetta parity --framework torch --model cnn --dtype float32 --json parity.json
   rosetta parity --plot heatmap.png                # log10 relative error, framework x tensor
-  rosetta parity --distributed --data-dir ../shared/mnist   # torch DDP and TF MirroredStrategy, 2 workers
+  rosetta parity --distributed --data-dir ../shared/mnist   # DDP, MirroredStrategy, ChainerMN: 2 workers
 """
 
 
@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write every record as JSON")
     p.add_argument("--plot", metavar="PNG", help="write a heatmap of log10 relative error")
     p.add_argument("--distributed", action="store_true",
-                   help="instead: data-parallel training (torch DDP, TF MirroredStrategy; 2 workers, "
-                   "20 steps) against the one-process reference, with the pitfalls measured")
+                   help="instead: data-parallel training (torch DDP, TF MirroredStrategy, ChainerMN; "
+                   "2 workers, 20 steps) against the one-process reference, with the pitfalls measured")
     return p
 
 
