@@ -31,8 +31,8 @@ class CNN(chainer.Chain):
             raise TypeError(f"CNN needs a CNNConfig, got {type(self.config).__name__}")
         self.dtype = np.dtype(dtype)
         cfg = self.config
-        # NOTE(framework): links take their dtype from chainer.config.dtype (float32 by default).
-        # NOTE(framework): Chainer's default initializer (LeCun normal W) is replaced by
+        # NOTE(framework:model-dtype): links take their dtype from chainer.config.dtype (float32 by default).
+        # NOTE(framework:init-defaults): Chainer's default initializer (LeCun normal W) is replaced by
         # rosetta.weights.init_params: links start at 0 (no random draw), load_canonical fills them.
         with chainer.using_config("dtype", self.dtype), self.init_scope():
             # [rosetta:conv]
@@ -41,10 +41,10 @@ class CNN(chainer.Chain):
                                          stride=cfg.stride, pad=cfg.pad, initialW=0, initial_bias=0)
             # [/rosetta:conv]
             if cfg.use_batchnorm:
-                # NOTE(framework): decay is the contract's momentum; eps default 2e-5 -> passed.
+                # NOTE(framework:bn-momentum): decay is the contract's momentum; eps default 2e-5 -> passed.
                 self.bn1 = L.BatchNormalization(cfg.filter_num, decay=cfg.bn_momentum,
                                                 eps=cfg.bn_eps, dtype=self.dtype)
-            # NOTE(framework): L.Linear stores W as (out, in); weights.py transposes it.
+            # NOTE(framework:dense-layout): L.Linear stores W as (out, in); weights.py transposes it.
             self.fc1 = L.Linear(cfg.pool_output_size, cfg.hidden_size, initialW=0, initial_bias=0)
             self.fc2 = L.Linear(cfg.hidden_size, cfg.output_size, initialW=0, initial_bias=0)
         # The loss layer: softmax with cross-entropy (see train.loss_fn).
@@ -56,20 +56,21 @@ class CNN(chainer.Chain):
         self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
     ) -> chainer.Variable | tuple[chainer.Variable, dict[str, chainer.Variable]]:
         a: dict[str, chainer.Variable] = {}
-        # NOTE(framework): Chainer reads train/eval (BatchNorm) from a global config.
+        # NOTE(framework:train-flag): Chainer reads train/eval (BatchNorm) from a global config.
         with chainer.using_config("train", train):
             x = a["conv1"] = self.conv1(x)  # (N, 30, 24, 24)
             if self.config.use_batchnorm:
-                # NOTE(framework): conv1's output is an NHWC-strided view; BatchNorm's float32
-                # statistics are only as accurate as the reference's on a contiguous copy.
+                # NOTE(framework:chainer-bn-contiguous): conv1's output is an NHWC-strided view;
+                # BatchNorm's float32 statistics are as accurate as the reference's only on a
+                # contiguous copy.
                 x = contiguous(x)  # (N, 30, 24, 24), C-contiguous
                 x = a["bn1"] = self.bn1(x)  # (N, 30, 24, 24), per channel over (N, H, W)
-            # NOTE(framework): ReLU, reshape and pooling are functions in Chainer (F.*), not links,
-            # so relu1, pool1, flatten and relu2 are names of activations here, not attributes.
+            # NOTE(framework:chainer-functions): ReLU, reshape and pooling are functions in Chainer
+            # (F.*), not links, so relu1, pool1, flatten and relu2 are names of activations here.
             x = a["relu1"] = F.relu(x)  # (N, 30, 24, 24)
             # [rosetta:pool]
-            # NOTE(framework): cover_all=False floors like the reference; Chainer's default
-            # (True) would add a row and a column for odd sizes.
+            # NOTE(framework:chainer-cover-all): cover_all=False floors like the reference;
+            # Chainer's default (True) would add a row and a column for odd sizes.
             x = a["pool1"] = F.max_pooling_2d(x, 2, stride=2, cover_all=False)  # (N, 30, 12, 12)
             # [/rosetta:pool]
             x = a["flatten"] = F.reshape(x, (x.shape[0], -1))  # (N, 4320) in (C, H, W) order

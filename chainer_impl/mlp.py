@@ -16,65 +16,69 @@ chainer = import_chainer()
 import chainer.functions as F  # noqa: E402
 import chainer.links as L  # noqa: E402
 
+ACTIVATIONS = {"relu": F.relu, "sigmoid": F.sigmoid}
+
 
 # [rosetta:mlp]
 class MLP(chainer.Chain):
-    """``fc1, [bn1], act1, [drop1], fc2, [bn2], act2, [drop2], fc3``; input (N, 784)."""
+    """``fc1, [bn1], act1, [drop1], fc2, [bn2], act2, [drop2], fc3, [out_act]``; input ``(N, 784)``."""
 
     def __init__(
         self, config: MLPConfig | None = None, params: Mapping[str, np.ndarray] | None = None,
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        self.config = config or MLPConfig()
-        if not isinstance(self.config, MLPConfig):
-            raise TypeError(f"MLP needs a MLPConfig, got {type(self.config).__name__}")
+        config = MLPConfig() if config is None else config
+        if not isinstance(config, MLPConfig):
+            raise TypeError(f"MLP needs an MLPConfig, got {type(config).__name__}")
+        self.config = config
         self.dtype = np.dtype(dtype)
-        cfg = self.config
-        sizes = [cfg.input_size, *cfg.hidden_sizes, cfg.output_size]
-        self.n_layers = len(sizes) - 1
-        self.activation = F.relu if cfg.activation == "relu" else F.sigmoid
-        # NOTE(framework): links take their dtype from chainer.config.dtype (float32 by default).
-        # NOTE(framework): init-defaults: Chainer's default initializer (LeCun normal W) is replaced by
-        # rosetta.weights.init_params: links start at 0 (no random draw), load_canonical fills them.
+        sizes = config.sizes
+        n_affine = len(sizes) - 1
+        self.layer_names: list[str] = []
+        # NOTE(framework:model-dtype): links take their dtype from chainer.config.dtype (float32
+        # by default): the model dtype is set for the construction only.
+        # NOTE(framework:init-defaults): Chainer's default initializer (LeCun normal W) is
+        # replaced by rosetta.weights.init_params: links start at 0, load_canonical fills them.
         with chainer.using_config("dtype", self.dtype), self.init_scope():
-            for i in range(1, len(sizes)):
+            for i in range(1, n_affine + 1):
                 # [rosetta:dense]
-                # NOTE(framework): L.Linear stores W as (out, in) and computes x @ W.T + b;
-                # the canonical W is (in, out), so weights.py transposes it.
-                setattr(self, f"fc{i}", L.Linear(sizes[i - 1], sizes[i], initialW=0, initial_bias=0))
+                # NOTE(framework:dense-layout): L.Linear stores W as (out, in) and computes
+                # x @ W.T + b; the canonical W is (in, out), so weights.py transposes it.
+                self._add(f"fc{i}", L.Linear(sizes[i - 1], sizes[i], initialW=0, initial_bias=0))
                 # [/rosetta:dense]
-                if i == self.n_layers:
-                    break
-                if cfg.use_batchnorm:
-                    # NOTE(framework): Chainer's decay is the contract's momentum (running = decay
-                    # * running + (1 - decay) * batch, var unbiased by m / (m - 1)); its eps
-                    # default is 2e-5, so it is passed explicitly.
-                    setattr(self, f"bn{i}", L.BatchNormalization(
-                        sizes[i], decay=cfg.bn_momentum, eps=cfg.bn_eps, dtype=self.dtype))
-                if cfg.dropout_ratio > 0:
-                    setattr(self, f"drop{i}", Dropout(cfg.dropout_ratio))
-        # The loss layer: softmax with cross-entropy (see train.loss_fn).
+                if i == n_affine:
+                    break  # the last affine layer feeds the loss
+                if config.use_batchnorm:
+                    # NOTE(framework:bn-momentum): Chainer's decay is the contract's momentum
+                    # (running = decay * running + (1 - decay) * batch); eps is passed (bn-eps).
+                    self._add(f"bn{i}", L.BatchNormalization(
+                        sizes[i], decay=config.bn_momentum, eps=config.bn_eps, dtype=self.dtype))
+                # NOTE(framework:chainer-functions): activations are functions (F.relu), not links.
+                self._add(f"act{i}", ACTIVATIONS[config.activation])
+                if config.dropout_ratio > 0:
+                    self._add(f"drop{i}", Dropout(config.dropout_ratio, config.dropout_mode))
+        if config.output_activation != "identity":
+            self._add("out_act", ACTIVATIONS[config.output_activation])  # before the softmax
+        # Softmax with cross-entropy on the logits, mean over the batch (see train.loss_fn).
         self.last_layer = F.softmax_cross_entropy
         load_canonical(self, params if params is not None else
-                       init_params(cfg, seed=0, scheme="he", dtype=self.dtype))
+                       init_params(config, seed=0, scheme="he", dtype=self.dtype))
+
+    def _add(self, name: str, layer: object) -> None:
+        setattr(self, name, layer)  # a link inside init_scope is registered as a child
+        self.layer_names.append(name)
 
     def forward(
         self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
     ) -> chainer.Variable | tuple[chainer.Variable, dict[str, chainer.Variable]]:
-        cfg = self.config
-        acts: dict[str, chainer.Variable] = {}
-        # NOTE(framework): Chainer reads train/eval (BatchNorm, Dropout) from a global config.
+        """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
+        # NOTE(framework:train-flag): Chainer reads train/eval (BatchNorm, Dropout) from a global
+        # config; the contract's per-call ``train`` argument sets it for this forward only.
+        a: dict[str, chainer.Variable] = {}
         with chainer.using_config("train", train):
-            h = x  # (N, 784)
-            for i in range(1, self.n_layers):
-                acts[f"fc{i}"] = h = self[f"fc{i}"](h)  # (N, hidden)
-                if cfg.use_batchnorm:
-                    acts[f"bn{i}"] = h = self[f"bn{i}"](h)
-                acts[f"act{i}"] = h = self.activation(h)
-                if cfg.dropout_ratio > 0:
-                    acts[f"drop{i}"] = h = self[f"drop{i}"](h)
-            last = f"fc{self.n_layers}"
-            acts[last] = h = self[last](h)  # (N, 10)
-        return (h, acts) if return_activations else h
+            # One layer per iteration, in forward order (the course's OrderedDict loop).
+            for name in self.layer_names:
+                x = a[name] = getattr(self, name)(x)  # (N, size of the layer)
+        return (x, a) if return_activations else x
 # [/rosetta:mlp]

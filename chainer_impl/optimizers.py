@@ -34,7 +34,7 @@ class Momentum(optimizers.MomentumSGD):
 class AdaGrad(optimizers.AdaGrad):
     def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
         # h <- h + g * g; W <- W - lr * g / (sqrt(h) + eps)   (h starts at 0)
-        # NOTE(framework): Chainer's defaults are lr=0.001, eps=1e-8.
+        # NOTE(framework:adagrad): Chainer's defaults are lr=0.001, eps=1e-8.
         super().__init__(lr=lr, eps=eps)
 # [/rosetta:opt-adagrad]
 
@@ -43,7 +43,7 @@ class AdaGrad(optimizers.AdaGrad):
 class RMSProp(optimizers.RMSprop):
     def __init__(self, lr: float = 0.01, rho: float = 0.99, eps: float = 1e-7) -> None:
         # h <- rho * h + (1 - rho) * g * g; W <- W - lr * g / (sqrt(h) + eps)   (h starts at 0)
-        # NOTE(framework): Chainer calls rho "alpha"; its eps default is 1e-8; eps_inside_sqrt
+        # NOTE(framework:rmsprop): Chainer calls rho "alpha"; its eps default is 1e-8; eps_inside_sqrt
         # must stay False (True computes sqrt(h + eps)).
         super().__init__(lr=lr, alpha=rho, eps=eps, eps_inside_sqrt=False)
 # [/rosetta:opt-rmsprop]
@@ -57,14 +57,14 @@ class Adam(optimizers.Adam):
         # t <- t + 1; lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
         # m <- m + (1 - beta1) * (g - m); v <- v + (1 - beta2) * (g * g - v)
         # W <- W - lr_t * m / (sqrt(v) + eps)   (the course's form: eps before bias correction)
-        # NOTE(framework): Chainer calls lr "alpha" (alpha_t is lr_t); its eps default is 1e-8;
+        # NOTE(framework:adam): Chainer calls lr "alpha" (alpha_t is lr_t); its eps default is 1e-8;
         # eta=1, weight_decay_rate=0 (AdamW), amsgrad/adabound off keep the plain update.
         super().__init__(alpha=lr, beta1=beta1, beta2=beta2, eps=eps, eta=1.0,
                          weight_decay_rate=0.0, amsgrad=False, adabound=False)
 # [/rosetta:opt-adam]
 
 
-OPTIMIZER_CLASSES: dict[str, type[chainer.Optimizer]] = {
+OPTIMIZERS: dict[str, type[chainer.Optimizer]] = {
     "sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam,
 }
 
@@ -74,8 +74,15 @@ def make_optimizer(name: str, model: chainer.Link, **hparams: float) -> chainer.
 
     BatchNorm running statistics are persistents, not Parameters, so they are never trained.
     """
-    if name not in OPTIMIZER_CLASSES:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZER_CLASSES)}")
-    optimizer = OPTIMIZER_CLASSES[name](**hparams)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    optimizer = OPTIMIZERS[name](**hparams)
     optimizer.setup(model)
     return optimizer
+
+
+def set_lr(optimizer: chainer.Optimizer, lr: float) -> None:
+    """Change the learning rate, keeping the optimizer state (for lr schedules)."""
+    # NOTE(framework:adam): Chainer's Adam calls the learning rate "alpha"; the others "lr".
+    name = "alpha" if isinstance(optimizer, Adam) else "lr"
+    setattr(optimizer.hyperparam, name, lr)

@@ -75,5 +75,5 @@ def random_params(config: MLPConfig | CNNConfig, dtype: str, seed: int = 1) -> d
 
 def batch(config: MLPConfig | CNNConfig, dtype: str, n: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
-    shape = (n, config.input_size) if isinstance(config, MLPConfig) else (n, *config.input_dim)
+    shape = (n, *config.input_shape)
     return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)

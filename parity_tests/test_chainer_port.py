@@ -28,6 +28,7 @@ except ImportError as exc:  # chainer not installed: skip, or fail in CI
 import chainer.functions as F  # noqa: E402
 import chainer.links as L  # noqa: E402
 
+import chainer_impl  # noqa: E402
 from chainer_impl import optimizers as chainer_opt  # noqa: E402
 from chainer_impl.cnn import CNN  # noqa: E402
 from chainer_impl.layers import Dropout, contiguous  # noqa: E402
@@ -55,7 +56,7 @@ def random_params(config, dtype: str, seed: int = 1) -> dict[str, np.ndarray]:
 
 def batch(config, dtype: str, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shape = (n, config.input_size) if isinstance(config, MLPConfig) else (n, *config.input_dim)
+    shape = (n, *config.input_shape)
     return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)
 
 
@@ -65,7 +66,7 @@ def batch(config, dtype: str, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np
 def test_weights_round_trip_bit_exact(model: str, dtype: str) -> None:
     config = CONFIGS[model]
     params = random_params(config, dtype)
-    net = (MLP if model == "mlp" else CNN)(config, params=params, dtype=dtype)
+    net = getattr(chainer_impl, config.class_name)(config, params=params, dtype=dtype)
     out = dump_canonical(net)
     assert list(out) == list(param_spec(config))
     for name, value in params.items():
@@ -74,7 +75,7 @@ def test_weights_round_trip_bit_exact(model: str, dtype: str) -> None:
     # The native layouts: Linear W is (out, in), Convolution2D W is OIHW, BN state is avg_*.
     assert np.array_equal(net.fc1.W.array, params["fc1.W"].T)
     assert np.array_equal(net.bn1.avg_var, params["bn1.running_var"])
-    if model == "cnn":
+    if "conv1.W" in params:
         assert np.array_equal(net.conv1.W.array, params["conv1.W"])
 
 
@@ -117,9 +118,8 @@ def test_dtype_end_to_end(model: str, dtype: str) -> None:
         if isinstance(link, L.BatchNormalization):
             assert link.avg_mean.dtype == dtype and link.avg_var.dtype == dtype, name
     x, t = batch(config, dtype)
-    if model == "mlp":
-        rng = np.random.default_rng(1)
-        adapter.set_dropout_masks({n: rng.random((len(x), 100)) >= 0.3 for n in ("drop1", "drop2")})
+    rng = np.random.default_rng(1)
+    adapter.set_dropout_masks({n: rng.random((len(x), 100)) >= 0.3 for n in config.dropout_layers()})
     for train in (False, True):
         for name, value in adapter.forward(x, train=train).items():
             assert value.dtype == dtype, f"activation {name} (train={train}) is {value.dtype}"
@@ -201,7 +201,7 @@ def update_error(actual: np.ndarray, name: str) -> float:
 
 @pytest.mark.parametrize("name", list(CONTRACT))
 def test_configured_optimizer_matches_contract(name: str) -> None:
-    ours = chainer_steps(chainer_opt.OPTIMIZER_CLASSES[name](), W0, GRADS)
+    ours = chainer_steps(chainer_opt.OPTIMIZERS[name](), W0, GRADS)
     err = update_error(ours, name)
     assert err <= tolerance("float64", "optimizer"), f"{name}: {err:.2e}"
 

@@ -182,10 +182,13 @@ def test_wrong_shape_named(capsys: pytest.CaptureFixture[str], tmp_path: Path, m
 
 def test_framework_not_installed_names_extra(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                              mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rosetta.adapters as adapters
+    import dataclasses
 
-    monkeypatch.setitem(adapters._REGISTRY, "torch", ("rosetta.adapters.torch_adapter", "TorchAdapter",
-                                                      "torch_is_not_here", "torch"))
+    from rosetta import registry
+
+    # The framework's module is not installed.
+    monkeypatch.setitem(registry.FRAMEWORKS, "torch", dataclasses.replace(
+        registry.FRAMEWORKS["torch"], module="torch_is_not_here"))
     code, _, err = run_cli(capsys, "train", "--framework", "torch", "--model", "mlp", "--limit", "10",
                            "--data-dir", str(mnist_dir))
     assert code == 1 and "pip install 'mnist-rosetta[torch]'" in err

@@ -31,19 +31,18 @@ def _params(config, dtype: str) -> dict[str, np.ndarray]:
 
 
 def _inputs(config, dtype: str) -> np.ndarray:
-    shape = (8, 784) if config.name == "mlp" else (8, 1, 28, 28)
+    shape = (8, *config.input_shape)
     return np.random.default_rng(0).uniform(0, 1, shape).astype(dtype)
 
 
 def _native_logits(fmt: str, config, dtype: str, path: Path, x: np.ndarray) -> np.ndarray:
     """Load ``path`` with the framework's own API into a fresh (default-init) model; eval logits."""
     if fmt == "npz":
-        from reference_numpy.cnn import CNN
-        from reference_numpy.mlp import MLP
+        import reference_numpy
 
         with np.load(path, allow_pickle=False) as f:
             params = {k: f[k] for k in f.files}
-        model = (MLP if config.name == "mlp" else CNN)(config, params=params, dtype=dtype)
+        model = getattr(reference_numpy, config.class_name)(config, params=params, dtype=dtype)
         return model.forward(x)
     model = native_model(fmt, config, dtype=dtype)
     if fmt == "torch":
@@ -65,10 +64,9 @@ def _native_logits(fmt: str, config, dtype: str, path: Path, x: np.ndarray) -> n
 
 
 def _reference_logits(config, params, dtype: str, x: np.ndarray) -> np.ndarray:
-    from reference_numpy.cnn import CNN
-    from reference_numpy.mlp import MLP
+    import reference_numpy
 
-    return (MLP if config.name == "mlp" else CNN)(config, params=params, dtype=dtype).forward(x)
+    return getattr(reference_numpy, config.class_name)(config, params=params, dtype=dtype).forward(x)
 
 
 @pytest.mark.parametrize("fmt,model,hparams,dtype", [
@@ -157,7 +155,7 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["convert", str(src), "--to", "onnx", "--out", str(tmp_path / "x")])
     assert info.value.code == 2
-    assert "torch, keras, chainer, npz" in capsys.readouterr().err
+    assert "npz, torch, keras, chainer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["convert", str(src), "--from", "pickle", "--out", str(tmp_path / "x")])
     assert info.value.code == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference_numpy.optimizers import OPTIMIZER_CLASSES, make_optimizer
+from reference_numpy.optimizers import OPTIMIZERS, make_optimizer
 from rosetta.adapters.base import OPTIMIZER_DEFAULTS
 from rosetta.tolerances import tolerance
 
@@ -53,7 +53,7 @@ ALT = {"sgd": {"lr": 0.3}, "momentum": {"lr": 0.2, "momentum": 0.5}, "nesterov":
        "adam": {"lr": 0.05, "beta1": 0.8, "beta2": 0.95, "eps": 1e-4}}
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("which", ["default", "alt"])
 def test_steps_match_equation(name: str, which: str) -> None:
     hp = HPARAMS[name] if which == "default" else ALT[name]
@@ -73,7 +73,7 @@ def test_defaults_match_contract() -> None:
         assert make_optimizer(name).hparams() == defaults
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_float32_stays_float32_in_place(name: str) -> None:
     params, grads = _state("float32")
     ids = {k: id(v) for k, v in params.items()}

@@ -218,9 +218,11 @@ def test_property_round_trip_or_documented_error(config, data, dtype: str) -> No
     WeightFileError naming the offending tensor; nothing else ever happens."""
     spec = param_spec(config)
     params = {}
+    reshaped = []
     for name, shape in spec.items():
         if data.draw(st.booleans(), label=f"reshape {name}") and data.draw(st.integers(0, 4)) == 0:
             shape = (*shape, 1)
+            reshaped.append(name)
         values = data.draw(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True),
                                     min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
         params[name] = np.array(values, dtype=dtype).reshape(shape)
@@ -234,6 +236,8 @@ def test_property_round_trip_or_documented_error(config, data, dtype: str) -> No
             assert any(f"'{n}'" in str(exc) for n in spec), str(exc)
             assert list(Path(folder).iterdir()) == []  # nothing written, no temp file left
             return
+        # A changed shape (of any tensor, a bias as much as a W) must never be written.
+        assert not reshaped, f"saved although {reshaped} had the wrong shape"
         loaded, loaded_config = load_weights(path)
     assert loaded_config == config
     for name in spec:

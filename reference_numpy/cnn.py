@@ -37,14 +37,13 @@ class CNN(Network):
     def __init__(
         self, config: CNNConfig | None = None, params: Mapping[str, np.ndarray] | None = None,
         dtype: str | type = "float32", *, conv_param: Mapping[str, int] | None = None,
-        weight_decay_l1: float = 0.0,
     ) -> None:
         config = CNNConfig() if config is None else config
         if not isinstance(config, CNNConfig):
             raise TypeError(f"CNN needs a CNNConfig, got {type(config).__name__}")
         if conv_param is not None:
             config = config_from_conv_param(conv_param, config)
-        super().__init__(config, dtype, weight_decay_l1)
+        super().__init__(config, dtype)
         c_in = config.input_dim[0]
         fn, k = config.filter_num, config.filter_size
         W1 = self.params["conv1.W"] = self._zeros((fn, c_in, k, k))  # (FN, C, KH, KW)
@@ -72,7 +71,7 @@ class CNN(Network):
         self, x: np.ndarray, train: bool = False, return_activations: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
-        x = self._check_input(x, self.config.input_dim)  # (N, 1, 28, 28)
+        x = self._check_input(x, self.config.input_shape)  # (N, 1, 28, 28)
         a: dict[str, np.ndarray] = {}
         x = a["conv1"] = self.conv1.forward(x)  # (N, 30, 24, 24)
         if self.config.use_batchnorm:

@@ -8,6 +8,9 @@ is seen by the layer without copying.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from reference_numpy.functions import logsumexp, sigmoid, softmax
@@ -21,13 +24,13 @@ class Relu:
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # NOTE(framework): course-relu-grad: x > 0 (not >= 0), so the gradient at exactly 0 is 0,
+        # NOTE(course:course-relu-grad): x > 0 (not >= 0), so the gradient at exactly 0 is 0,
         # as in torch, TF and Chainer (a course relu_grad written with x >= 0 gives 1 there).
         self.mask = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        # NOTE(framework): course-relu-inplace: a new array; the course's dout[mask] = 0 overwrote
+        # NOTE(course:course-relu-inplace): a new array; the course's dout[mask] = 0 overwrote
         # the caller's dout in place (frameworks never mutate an incoming gradient).
         return dout * self.mask
 
@@ -167,7 +170,7 @@ class MaxPooling:
     """Max-pool, no padding, floor on odd sizes. Ties send the gradient to the first maximum in
     row-major window order (the course's argmax).
 
-    NOTE(framework): maxpool-ties: torch, TF and Chainer also route a tie's gradient to one
+    NOTE(framework:maxpool-ties): torch, TF and Chainer also route a tie's gradient to one
     (the first) maximum; a hand-written ``x == max`` mask would hand it to every tied input.
 
     The 2x2 stride-2 case (the models') reads the four window corners as strided views and takes
@@ -277,7 +280,7 @@ class BatchNormalization:
         self.momentum = momentum
         self.eps = eps
         self.unbiased_running_var = unbiased_running_var
-        # NOTE(framework): bn-initial-var: running_var starts at 1 as in torch, Keras and Chainer;
+        # NOTE(course:bn-initial-var): running_var starts at 1 as in torch, Keras and Chainer;
         # the course's BatchNormalization starts it at 0.
         self.running_mean = np.zeros_like(gamma) if running_mean is None else running_mean
         self.running_var = np.ones_like(gamma) if running_var is None else running_var
@@ -291,7 +294,7 @@ class BatchNormalization:
         if x.ndim == 2:
             return (0,), (1, x.shape[1])
         if x.ndim == 4:
-            # NOTE(framework): bn-4d-axes: per channel over (N, H, W) like BatchNorm2d; the course
+            # NOTE(course:bn-4d-axes): per channel over (N, H, W) like BatchNorm2d; the course
             # flattens 4-D input to (N, C*H*W) and normalises every activation separately.
             return (0, 2, 3), (1, x.shape[1], 1, 1)
         raise ValueError(f"BatchNormalization expects (N, D) or (N, C, H, W) input, got {x.shape}")
@@ -381,3 +384,14 @@ class Dropout:
         if not self.train_flg:
             return dout if self.mode == "inverted" else dout * (1.0 - self.dropout_ratio)
         return dout * self.mask * self._scale()
+
+
+def set_dropout_masks(model: Any, masks: Mapping[str, np.ndarray] | None) -> None:
+    """Fix each Dropout layer's keep-mask by layer name (bool, activation-shaped); None: random."""
+    layers = {n: layer for n, layer in model.layers.items() if isinstance(layer, Dropout)}
+    unknown = sorted(set(masks or {}) - set(layers))
+    if unknown:
+        raise ValueError(f"no Dropout layer named {unknown[0]!r}; the model has: "
+                         f"{', '.join(layers) or 'none'}")
+    for name, layer in layers.items():
+        layer.set_mask(None if masks is None else masks.get(name))

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference_numpy.layers import BatchNormalization, Dropout, SoftmaxWithLoss
+from reference_numpy.layers import BatchNormalization, SoftmaxWithLoss
+from reference_numpy.weights import load_canonical
 from rosetta.weights import DTYPES, ModelConfig, init_params, trainable_names
 
 # Canonical tensor suffix -> the attribute of the layer's gradient.
@@ -22,18 +23,19 @@ class Network:
     ``self.layers`` holds every layer by canonical name in forward order (each is also an
     attribute, ``model.fc1``); ``self.params`` the trainable arrays by canonical name, shared with
     the layers; ``self.last_layer`` the softmax-with-loss. ``weight_decay`` (L2, from the config)
-    adds ``0.5 * wd * sum(W^2)`` to the loss; ``weight_decay_l1`` adds ``l1 * sum(|W|)``.
+    adds ``0.5 * wd * sum(W^2)`` to the loss; ``weight_decay_l1`` (L1, from the config) adds
+    ``l1 * sum(|W|)``.
     """
 
     config: ModelConfig
 
-    def __init__(self, config: ModelConfig, dtype: str | type = "float32", weight_decay_l1: float = 0.0):
+    def __init__(self, config: ModelConfig, dtype: str | type = "float32") -> None:
         if np.dtype(dtype).name not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
         self.config = config
         self.dtype = np.dtype(dtype)
         self.weight_decay = float(config.weight_decay)
-        self.weight_decay_l1 = float(weight_decay_l1)
+        self.weight_decay_l1 = float(config.weight_decay_l1)
         self.layers: dict[str, object] = {}
         self.params: dict[str, np.ndarray] = {}
         self.last_layer = SoftmaxWithLoss()
@@ -47,8 +49,6 @@ class Network:
         return np.zeros(shape, dtype=self.dtype)
 
     def _init_or_load(self, params: Mapping[str, np.ndarray] | None) -> None:
-        from reference_numpy.weights import load_canonical  # weights.py imports the models lazily
-
         if params is None:
             params = init_params(self.config, seed=0, scheme="he", dtype=self.dtype)
         load_canonical(self, params)
@@ -73,7 +73,7 @@ class Network:
         return self.forward(x, train=train_flg)
 
     # --- loss and gradient --------------------------------------------------------------------
-    def _decay_loss(self) -> float:
+    def decay_loss(self) -> float:
         penalty = 0.0
         for name, value in self.params.items():
             if not name.endswith(".W"):
@@ -87,7 +87,7 @@ class Network:
     def loss(self, x: np.ndarray, t: np.ndarray, train: bool = False) -> float:
         """Mean cross-entropy from logits plus the weight-decay penalties."""
         logits = self.forward(x, train=train)
-        return self.last_layer.forward(logits, np.asarray(t)) + self._decay_loss()
+        return self.last_layer.forward(logits, np.asarray(t)) + self.decay_loss()
 
     def loss_and_gradient(
         self, x: np.ndarray, t: np.ndarray, train: bool = True, input_grad: bool = False,
@@ -100,9 +100,9 @@ class Network:
             dout = self.layers[name].backward(dout)
         # The first layer's dx (a col2im for the CNN) is computed only when someone asked for it.
         dx = self.layers[names[0]].backward(dout, need_dx=input_grad)
-        return loss, self._collect_grads(), dx
+        return loss, self.collect_grads(), dx
 
-    def _collect_grads(self) -> dict[str, np.ndarray]:
+    def collect_grads(self) -> dict[str, np.ndarray]:
         grads: dict[str, np.ndarray] = {}
         for name in trainable_names(self.config):
             layer_name, tensor = name.split(".")
@@ -133,15 +133,5 @@ class Network:
         return correct / x.shape[0]
 
     # --- dropout and BatchNorm ----------------------------------------------------------------
-    def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:
-        """Fix each Dropout layer's keep-mask by layer name; ``None`` returns to random masks."""
-        dropouts = {n: layer for n, layer in self.layers.items() if isinstance(layer, Dropout)}
-        unknown = sorted(set(masks or {}) - set(dropouts))
-        if unknown:
-            raise ValueError(f"no Dropout layer named {unknown[0]!r}; this model has: "
-                             f"{', '.join(dropouts) or 'none'}")
-        for name, layer in dropouts.items():
-            layer.set_mask(None if masks is None else masks.get(name))
-
     def batchnorm_layers(self) -> dict[str, BatchNormalization]:
         return {n: layer for n, layer in self.layers.items() if isinstance(layer, BatchNormalization)}

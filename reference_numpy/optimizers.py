@@ -175,7 +175,7 @@ class Adam(Optimizer):
 # [/rosetta:opt-adam]
 
 
-OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {
+OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD, "momentum": Momentum, "nesterov": Nesterov,
     "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam,
 }
@@ -188,9 +188,9 @@ def make_optimizer(name: str, model_or_params: Any = None, **hparams: float) -> 
     works; ``update(params, grads)`` works either way. Unknown names raise one ValueError.
     """
     key = name.lower()
-    if key not in OPTIMIZER_CLASSES:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZER_CLASSES)}")
-    cls = OPTIMIZER_CLASSES[key]
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    cls = OPTIMIZERS[key]
     unknown = sorted(set(hparams) - set(cls.hparam_names))
     if unknown:
         raise ValueError(f"optimizer {key!r} takes {list(cls.hparam_names)}, not {unknown}")
@@ -198,3 +198,8 @@ def make_optimizer(name: str, model_or_params: Any = None, **hparams: float) -> 
     if model_or_params is not None:
         opt.params = model_or_params if isinstance(model_or_params, dict) else model_or_params.params
     return opt
+
+
+def set_lr(optimizer: Optimizer, lr: float) -> None:
+    """Change the learning rate, keeping the optimizer state (for lr schedules)."""
+    optimizer.lr = lr

@@ -37,6 +37,20 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def loss_fn(model: Any, logits: np.ndarray, t: np.ndarray) -> float:
+    """mean_n(logsumexp(z_n) - z_n[t_n]) + 0.5 * weight_decay * sum ||W||^2 + l1 * sum |W|."""
+    return model.last_layer.forward(logits, np.asarray(t)) + model.decay_loss()
+
+
+def loss_and_grads(
+    model: Any, x: np.ndarray, t: np.ndarray, train: bool = True, input_grad: bool = False,
+) -> tuple[float, dict[str, np.ndarray], np.ndarray | None]:
+    """Loss, every gradient by canonical name, and d loss / d x when ``input_grad`` (else None)."""
+    loss, grads, dx = model.loss_and_gradient(x, t, train=train, input_grad=input_grad)
+    # Copies: the layers reuse their gradient arrays on the next backward pass.
+    return float(loss), {n: np.array(g) for n, g in grads.items()}, (None if dx is None else np.array(dx))
+
+
 # [rosetta:train-step]
 def train_step(model: Any, optimizer: Optimizer, x: np.ndarray, t: np.ndarray) -> float:
     """Forward and backward in train mode, then one optimizer update; returns the loss."""

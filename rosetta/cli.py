@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rosetta.commands import UsageError
 from rosetta.commands._common import USER_ERRORS
 
 # Each module defines add_parser(subparsers) and run(args) -> int (the exit status).
@@ -19,10 +20,6 @@ EPILOG = """examples:
   rosetta data --data-dir ../shared/mnist
   rosetta parity                       # the four implementations agree? (the main report)
 """
-
-
-class UsageError(Exception):
-    """A bad option value; printed as a usage error (exit 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

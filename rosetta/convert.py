@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from rosetta.adapters import FrameworkNotInstalled
+from rosetta import registry
 from rosetta.weights import (
     FORMAT_VERSION,
     LAYOUT,
@@ -52,10 +52,9 @@ from rosetta.weights import (
     validate_params,
 )
 
-NATIVE_FORMATS = ("torch", "keras", "chainer", "npz")
-# format -> the framework (adapter registry name) it needs, None for plain NumPy.
-FRAMEWORK_OF = {"torch": "torch", "keras": "tf", "chainer": "chainer", "npz": None}
-SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5", "chainer": ".npz", "npz": ".npz"}
+# Native format -> the framework row that writes it (rosetta.registry); npz is the reference's.
+NATIVE_FORMATS = tuple(registry.NATIVE_FORMATS)
+SUFFIX = {fmt: entry.native_suffix for fmt, entry in registry.NATIVE_FORMATS.items()}
 NATIVE_FORMAT_TAG = "mnist-rosetta-native"
 H5_ATTR = "mnist_rosetta"
 
@@ -67,7 +66,8 @@ class ConvertError(ValueError):
 def check_format(fmt: str) -> None:
     """Raise ConvertError listing the choices when ``fmt`` is not a native format."""
     if fmt not in NATIVE_FORMATS:
-        raise ConvertError(f"unknown format {fmt!r}; choose one of: {', '.join(NATIVE_FORMATS)}")
+        raise ConvertError(f"unknown format {fmt!r}; choose one of: {', '.join(NATIVE_FORMATS)} "
+                           "(framework names work too: tf is keras)")
 
 
 # --- metadata ---------------------------------------------------------------------------------
@@ -151,48 +151,19 @@ def _set_zip_comment(path: Path, meta: Mapping[str, str]) -> None:
 
 # --- frameworks -------------------------------------------------------------------------------
 def _import(fmt: str) -> Any:
-    """The model module pair of ``fmt``'s framework; FrameworkNotInstalled names the extra."""
-    framework = FRAMEWORK_OF[fmt]
-    try:
-        if framework == "torch":
-            import torch_impl.cnn
-            import torch_impl.mlp
-
-            return torch_impl.mlp.MLP, torch_impl.cnn.CNN
-        if framework == "tf":
-            import tf_impl.cnn
-            import tf_impl.mlp
-
-            return tf_impl.mlp.MLP, tf_impl.cnn.CNN
-        from chainer_impl.compat import import_chainer
-
-        import_chainer()
-        import chainer_impl.cnn
-        import chainer_impl.mlp
-
-        return chainer_impl.mlp.MLP, chainer_impl.cnn.CNN
-    except ImportError as exc:
-        if exc.name and exc.name.split(".")[0] in ("torch_impl", "tf_impl", "chainer_impl", "rosetta"):
-            raise
-        raise FrameworkNotInstalled(str(framework), exc) from exc
+    """The implementation package that reads and writes ``fmt``; FrameworkNotInstalled names the extra."""
+    return registry.package(registry.NATIVE_FORMATS[fmt].name)
 
 
 def native_model(fmt: str, config: ModelConfig, params: Mapping[str, np.ndarray] | None = None,
                  dtype: str = "float32") -> Any:
     """``fmt``'s framework model of ``config`` (from canonical ``params``, or the default init)."""
-    mlp_class, cnn_class = _import(fmt)
-    cls = mlp_class if config.name == "mlp" else cnn_class
+    cls = getattr(_import(fmt), config.class_name)
     return cls(config, params=None if params is None else dict(params), dtype=dtype)
 
 
 def _dump(fmt: str, model: Any) -> dict[str, np.ndarray]:
-    if fmt == "torch":
-        from torch_impl.weights import dump_canonical
-    elif fmt == "keras":
-        from tf_impl.weights import dump_canonical
-    else:
-        from chainer_impl.weights import dump_canonical
-    return dump_canonical(model)
+    return _import(fmt).dump_canonical(model)
 
 
 def _check_shapes(path: str | os.PathLike[str], expected: Mapping[str, tuple[int, ...]],
@@ -246,27 +217,13 @@ def to_native(
         raise ConvertError(f"{out}: Keras weight files must end in '.weights.h5' (model.save_weights "
                            "refuses other names)")
     model = native_model(fmt, config, params, dtype.name)
-    if fmt == "torch":
-        from safetensors.torch import save_file
-
-        from torch_impl.weights import native_state_dict
-
-        with atomic_path(out, ".safetensors") as tmp:
-            save_file(native_state_dict(model), os.fspath(tmp), metadata=meta)
-    elif fmt == "keras":
-        import h5py
-
-        with atomic_path(out, ".weights.h5") as tmp:
-            model.save_weights(os.fspath(tmp))
-            with h5py.File(tmp, "a") as f:
-                f.attrs[H5_ATTR] = json.dumps(meta, sort_keys=True)
-    else:
-        from chainer_impl.compat import import_chainer
-
-        chainer = import_chainer()
+    package = _import(fmt)
+    if fmt == "chainer":
         with atomic_path(out, ".npz") as tmp:
-            chainer.serializers.save_npz(os.fspath(tmp), model, compression=False)
+            package.save_native(model, tmp)
             _set_zip_comment(tmp, meta)
+    else:
+        package.save_native(model, out, metadata=meta)
 
 
 def convert_to_native(weights: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> ModelConfig:
@@ -311,7 +268,7 @@ def _from_torch(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from torch_impl.weights import load_native_state_dict, native_name
+    from torch_impl.weights import conversions
 
     try:
         state = load_file(os.fspath(path))
@@ -320,13 +277,13 @@ def _from_torch(path: str | os.PathLike[str], config: ModelConfig, meta: Mapping
     dtype = _dtype_of(meta.get("dtype"), state, path)
     model = native_model("torch", config, dtype=dtype)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    canonical = {native_name(n)[0]: n for n in param_spec(config)}
+    canonical = {native: n for n, native, _ in conversions(model)}
     _check_shapes(path, expected, {k: tuple(v.shape) for k, v in state.items()}, config,
                   lambda n: f"canonical {canonical.get(n, n)!r}")
     for name, value in state.items():
         if name in canonical and str(value.dtype) != f"torch.{dtype}":
             raise WeightFileError(f"{path}: tensor {name!r} has dtype {value.dtype}, expected {dtype}")
-    load_native_state_dict(model, state)
+    model.load_state_dict(state, strict=True)
     return _finish(path, model, "torch", config)
 
 
@@ -378,10 +335,11 @@ def _from_chainer(path: str | os.PathLike[str], config: ModelConfig, meta: Mappi
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(model)
     expected = {k: tuple(np.shape(v)) for k, v in serializer.target.items()}
-    canonical = {f"{layer}/{attr}": n for n, layer, attr, _ in conversions(config)}
+    canonical = {f"{layer}/{attr}": n for n, layer, attr, _ in conversions(model)}
     _check_shapes(path, expected, found, config, lambda n: f"canonical {canonical.get(n, n)!r}")
-    # NOTE: chainer.serializers.load_npz opens the file with pickle allowed; its deserializer
-    # over the arrays np.load read with allow_pickle=False does the same loading without pickle.
+    # NOTE(framework:chainer-load-npz): chainer.serializers.load_npz opens the file with pickle
+    # allowed; its deserializer over the arrays np.load read with allow_pickle=False does the same
+    # loading without pickle.
     chainer.serializers.NpzDeserializer(arrays).load(model)
     return _finish(path, model, "chainer", config)
 

@@ -217,6 +217,11 @@ def load_mnist(
     return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
+def layout_for(input_shape: tuple[int, ...]) -> str:
+    """The MNIST layout a model's canonical input takes: "flat" for (784,), "NCHW" for images."""
+    return "flat" if len(input_shape) == 1 else "NCHW"
+
+
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
     """Mini-batch indices of one epoch: the permutation of ``default_rng(seed + epoch)`` cut into
     consecutive batches (the last one may be smaller). Every framework uses this same order."""

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from rosetta.adapters import Adapter, make_adapter
 from rosetta.adapters.base import OPTIMIZERS
-from rosetta.data import batch_order, load_mnist
+from rosetta.configs import MODEL_NAMES, ModelConfig, config_class, make_config
+from rosetta.data import batch_order, layout_for, load_mnist
 from rosetta.tolerances import MIN_ARGMAX_AGREEMENT, errors, tolerance
-from rosetta.weights import CNNConfig, MLPConfig, ModelConfig, init_params, is_state
+from rosetta.weights import init_params, is_state, param_spec
 
 DTYPES = ("float64", "float32")
 SECTIONS = ("forward", "grads", "optimizer", "batchnorm", "dropout", "trajectory")
@@ -29,7 +30,7 @@ TRAJECTORY_OPTIMIZERS = ("sgd", "adam")
 TRAJECTORY_STEPS = 100
 TRAJECTORY_BATCH = 100
 OPTIMIZER_STEPS = 10
-# NOTE(framework): eps-amplification: AdaGrad, RMSProp and Adam divide by sqrt(h) + eps.
+# NOTE(framework:eps-amplification): AdaGrad, RMSProp and Adam divide by sqrt(h) + eps.
 # Where a gradient element is near 0, its round-off (which differs between the frameworks'
 # reduction orders) is amplified by up to lr / eps (1e5 with the course's eps = 1e-7) into the
 # step. The strict check therefore runs with eps = lr (amplification <= 1: eps 1e-2 for AdaGrad
@@ -65,21 +66,102 @@ class Record:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Case:
+    """One configuration of one model in the matrix, and the sections it runs.
+
+    Every hyper-parameter of every config is set to a value that changes the result by at least
+    one case (odd sizes, pad and stride, sigmoid, BatchNorm, both dropout conventions, L2 and L1
+    decay, an output activation); ``parity_tests/test_parity.py`` checks that no field is left out.
+    """
+
+    model: str
+    name: str
+    hparams: tuple[tuple[str, object], ...] = ()
+    sections: tuple[str, ...] = ("forward", "grads")
+
+    @property
+    def config(self) -> ModelConfig:
+        return make_config(self.model, **dict(self.hparams))
+
+    @property
+    def label(self) -> str:
+        return self.model if self.name == "default" else f"{self.model}:{self.name}"
+
+
+def _case(model: str, name: str, sections: tuple[str, ...] = ("forward", "grads"), **hparams: object) -> Case:
+    return Case(model, name, tuple(hparams.items()), sections)
+
+
+DEFAULT_SECTIONS = ("forward", "grads", "optimizer", "trajectory")
+ODD_DEEP_CONV = ((5, 3, 0, 1), (6, 3, 2, 2), (7, 2, 1, 1), (5, 3, 0, 1), (6, 3, 1, 2), (4, 2, 1, 1))
+CASES: tuple[Case, ...] = (
+    _case("mlp", "default", DEFAULT_SECTIONS),
+    # Odd sizes, sigmoid hidden and output activations, L2 and L1 decay.
+    _case("mlp", "odd", input_size=53, hidden_sizes=(37, 23, 11), output_size=7, activation="sigmoid",
+          output_activation="sigmoid", weight_decay=0.05, weight_decay_l1=0.01),
+    _case("mlp", "bn", ("forward", "grads", "batchnorm"), use_batchnorm=True, bn_momentum=0.8,
+          bn_eps=1e-3, weight_decay=0.1),
+    _case("mlp", "dropout", ("forward", "grads", "dropout"), dropout_ratio=0.5),
+    _case("mlp", "dropout-course", ("forward", "grads", "dropout"), dropout_ratio=0.3,
+          dropout_mode="course", weight_decay_l1=0.01),
+    _case("cnn", "default", DEFAULT_SECTIONS),
+    # Odd conv output (9x8: floor against ceil / cover_all), pad, stride, other sizes, L2 and L1.
+    _case("cnn", "odd", input_dim=(2, 17, 15), filter_num=7, filter_size=3, pad=1, stride=2,
+          hidden_size=17, output_size=5, weight_decay=0.05, weight_decay_l1=0.01),
+    _case("cnn", "bn", ("forward", "grads", "batchnorm"), use_batchnorm=True, bn_momentum=0.8,
+          bn_eps=1e-3, weight_decay=0.1),
+    _case("deepcnn", "default", ("forward", "grads", "optimizer", "dropout", "trajectory")),
+    # Odd feature maps after every conv and pool, pad 0 and 2, strides 2, other sizes, the course's
+    # dropout, L2 and L1.
+    _case("deepcnn", "odd", ("forward", "grads", "dropout"), input_dim=(2, 23, 21),
+          conv_params=ODD_DEEP_CONV, hidden_size=13, output_size=7, dropout_ratio=0.3,
+          dropout_mode="course", weight_decay=0.05, weight_decay_l1=0.01),
+)
+CASES_BY_LABEL = {c.label: c for c in CASES}
+
+
+def cases(models: Iterable[str] = MODEL_NAMES) -> list[Case]:
+    """The matrix's cases of ``models``, in table order."""
+    models = tuple(models)
+    return [c for c in CASES if c.model in models]
+
+
+def get_case(case: Case | str) -> Case:
+    """A case by label ("mlp", "cnn:odd"); a bare model name is its default case."""
+    if isinstance(case, Case):
+        return case
+    if case not in CASES_BY_LABEL:
+        raise ValueError(f"unknown parity case {case!r}; choose one of: {', '.join(CASES_BY_LABEL)}")
+    return CASES_BY_LABEL[case]
+
+
 def base_config(model: str) -> ModelConfig:
     """The default model of the parity suite."""
-    return MLPConfig() if model == "mlp" else CNNConfig()
+    return config_class(model)()
+
+
+def parity_params(config: ModelConfig, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """He weights (``init_params``) with every other tensor made non-trivial: biases, beta and
+    running means N(0, 0.1), gamma and running variances 1 + N(0, 0.1) / |.|. A zero bias or a
+    unit gamma would hide a bias, gamma or running-statistic bug."""
+    params = init_params(config, seed=seed, dtype="float64")
+    rng = np.random.default_rng([seed, 777])
+    for name, value in params.items():
+        if name.endswith(".W"):
+            continue
+        noise = rng.standard_normal(value.shape) * 0.1
+        params[name] = value + (np.abs(noise) if name.endswith("running_var") else noise)
+    return {n: v.astype(dtype) for n, v in params.items()}
 
 
 def synthetic_batch(config: ModelConfig, dtype: str, n: int = 8, seed: int = 0,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random-normal inputs (no MNIST zeros: no pooling ties, no ReLU kinks) and labels."""
     rng = np.random.default_rng([seed, 12345])
-    shape = (n, config.input_size) if isinstance(config, MLPConfig) else (n, *config.input_dim)
-    x = rng.standard_normal(shape).astype(dtype)
+    x = rng.standard_normal((n, *config.input_shape)).astype(dtype)
     t = rng.integers(0, config.output_size, size=n).astype(np.int64)
     return x, t
-
-
 def compare(model: str, framework: str, dtype: str, quantity: str, tensor: str,
             actual: np.ndarray | float, reference: np.ndarray | float,
             tol_quantity: str | None = None, floor: float = 0.0) -> Record:
@@ -111,12 +193,12 @@ def compare_dicts(model: str, framework: str, dtype: str, quantity: str,
 
 
 def round_off_only(config: ModelConfig) -> frozenset[str]:
-    """Tensors whose gradient is mathematically zero: a bias feeding a train-mode BatchNorm."""
-    if not config.use_batchnorm:
-        return frozenset()
-    if isinstance(config, CNNConfig):
-        return frozenset({"conv1.b"})
-    return frozenset(f"fc{i}.b" for i in range(1, len(config.hidden_sizes) + 1))
+    """Tensors whose gradient is mathematically zero: the bias of a layer feeding a train-mode
+    BatchNorm (BN subtracts the batch mean)."""
+    names = config.layer_names()
+    spec = param_spec(config)
+    return frozenset(f"{prev}.b" for prev, name in zip(names, names[1:], strict=False)
+                     if name.startswith("bn") and f"{prev}.b" in spec)
 
 
 def first_divergence(actual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
@@ -140,30 +222,92 @@ def diverging_params(actual: Mapping[str, np.ndarray], reference: Mapping[str, n
 
 
 # --------------------------------------------------------------------------------------------
-# The reference side, computed once per configuration and cached.
+# What each section computes, as typed results; the reference side is computed once per case.
 
 
-@functools.lru_cache(maxsize=64)
-def _reference(config: ModelConfig, dtype: str, section: str, extra: object = None) -> object:
-    ref = make_adapter("numpy", config, init_params(config, seed=0, dtype=dtype), dtype)
-    return SECTION_RUNNERS[section](ref, config, dtype, extra)
+@dataclass
+class ForwardResult:
+    activations: dict[str, np.ndarray]  # eval mode, forward order; the last is the logits
+    loss: float
 
 
-def _run_forward(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
+@dataclass
+class GradResult:
+    loss: float  # train mode (dropout with the shared masks)
+    grads: dict[str, np.ndarray]
+    grad_input: np.ndarray
+
+
+@dataclass
+class BatchNormResult:
+    train_activations: dict[str, np.ndarray]
+    state_after_forward: dict[str, np.ndarray]  # running statistics after one train forward
+    grad: GradResult
+    after_steps: dict[str, np.ndarray]  # every tensor after 3 SGD steps
+    eval_activations: dict[str, np.ndarray]
+
+
+@dataclass
+class DropoutResult:
+    train_activations: dict[str, np.ndarray]
+    grad: GradResult
+    eval_activations: dict[str, np.ndarray]
+
+
+@dataclass
+class TrajectoryResult:
+    params: dict[str, np.ndarray]
+    predictions: np.ndarray  # argmax on the 10k test images
+
+
+@dataclass
+class TrajectoryCheck:
+    records: list[Record]
+    agreement: float  # share of identical argmax predictions with the reference
+
+
+@functools.lru_cache(maxsize=128)
+def _reference(case: Case, dtype: str, section: str, extra: object = None) -> object:
+    ref = _adapter("numpy", case, dtype, section)
+    return SECTION_RUNNERS[section](ref, case.config, dtype, extra)
+
+
+@functools.lru_cache(maxsize=32)
+def dropout_masks(config: ModelConfig, n: int, seed: int = 7) -> dict[str, np.ndarray]:
+    """Seeded keep-masks for every Dropout layer of ``config``, shaped like its activations
+    (cached: callers must not modify them)."""
+    names = config.dropout_layers()
+    if not names:
+        return {}
+    x, _ = synthetic_batch(config, "float64", n=n)
+    acts = _adapter("numpy", None, "float64", "forward", config).forward(x)
+    rng = np.random.default_rng(seed)
+    ratio = float(config.dropout_ratio)  # type: ignore[union-attr]
+    return {name: rng.random(acts[name].shape) >= ratio for name in names}
+
+
+def _grads(adapter: Adapter, config: ModelConfig, dtype: str) -> GradResult:
+    x, t = synthetic_batch(config, dtype)
+    loss, grads, dx = adapter.loss_and_grads(x, t, train=True, input_grad=True)
+    return GradResult(loss, grads, dx)  # type: ignore[arg-type]
+
+
+def _run_forward(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> ForwardResult:
     x, t = synthetic_batch(config, dtype)
     acts = adapter.forward(x, train=False)
     loss, _, _ = adapter.loss_and_grads(x, t, train=False)
-    return acts, loss
+    return ForwardResult(acts, loss)
 
 
-def _run_grads(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
-    x, t = synthetic_batch(config, dtype)
-    loss, grads, dx = adapter.loss_and_grads(x, t, train=True, input_grad=True)
-    return loss, grads, dx
+def _run_grads(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> GradResult:
+    adapter.set_dropout_masks(dropout_masks(config, 8))
+    return _grads(adapter, config, dtype)
 
 
-def _run_optimizer(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
+def _run_optimizer(adapter: Adapter, config: ModelConfig, dtype: str, extra: object,
+                   ) -> list[dict[str, np.ndarray]]:
     name, steps, hparams = extra  # type: ignore[misc]
+    adapter.set_dropout_masks(dropout_masks(config, 8))
     adapter.set_optimizer(name, **dict(hparams))
     history = []
     for step in range(steps):
@@ -173,34 +317,26 @@ def _run_optimizer(adapter: Adapter, config: ModelConfig, dtype: str, extra: obj
     return history
 
 
-def _run_batchnorm(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
-    x, t = synthetic_batch(config, dtype)
+def _run_batchnorm(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> BatchNormResult:
+    x, _ = synthetic_batch(config, dtype)
+    adapter.set_dropout_masks(dropout_masks(config, 8))
     train_acts = adapter.forward(x, train=True)
     state_after_forward = {n: v.copy() for n, v in adapter.params().items() if is_state(n)}
-    loss, grads, dx = adapter.loss_and_grads(x, t, train=True, input_grad=True)
+    grad = _grads(adapter, config, dtype)
     adapter.set_optimizer("sgd")
     for step in range(3):
         xs, ts = synthetic_batch(config, dtype, seed=200 + step)
         adapter.train_step(xs, ts)
-    state_after_steps = {n: v.copy() for n, v in adapter.params().items()}
+    after_steps = {n: v.copy() for n, v in adapter.params().items()}
     eval_acts = adapter.forward(x, train=False)
-    return train_acts, state_after_forward, loss, grads, dx, state_after_steps, eval_acts
+    return BatchNormResult(train_acts, state_after_forward, grad, after_steps, eval_acts)
 
 
-def dropout_masks(config: MLPConfig, n: int, seed: int = 7) -> dict[str, np.ndarray]:
-    """Seeded keep-masks for every Dropout layer of ``config``."""
-    rng = np.random.default_rng(seed)
-    return {f"drop{i}": rng.random((n, h)) >= config.dropout_ratio
-            for i, h in enumerate(config.hidden_sizes, start=1)}
-
-
-def _run_dropout(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
-    x, t = synthetic_batch(config, dtype)
-    adapter.set_dropout_masks(dropout_masks(config, len(x)))  # type: ignore[arg-type]
+def _run_dropout(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> DropoutResult:
+    x, _ = synthetic_batch(config, dtype)
+    adapter.set_dropout_masks(dropout_masks(config, len(x)))
     acts = adapter.forward(x, train=True)
-    loss, grads, dx = adapter.loss_and_grads(x, t, train=True, input_grad=True)
-    eval_acts = adapter.forward(x, train=False)
-    return acts, loss, grads, dx, eval_acts
+    return DropoutResult(acts, _grads(adapter, config, dtype), adapter.forward(x, train=False))
 
 
 @functools.lru_cache(maxsize=4)
@@ -211,15 +347,15 @@ def _mnist(data_dir: str, layout: str, dtype: str) -> tuple[np.ndarray, ...]:
     return x_train, t_train, x_test, t_test
 
 
-def _run_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> object:
+def _run_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> TrajectoryResult:
     optimizer, data_dir = extra  # type: ignore[misc]
-    layout = "flat" if isinstance(config, MLPConfig) else "NCHW"
-    x_train, t_train, x_test, _ = _mnist(data_dir, layout, dtype)
+    x_train, t_train, x_test, _ = _mnist(data_dir, layout_for(config.input_shape), dtype)
+    # Dropout: one shared keep-mask for every step (all batches have TRAJECTORY_BATCH images).
+    adapter.set_dropout_masks(dropout_masks(config, TRAJECTORY_BATCH))
     adapter.set_optimizer(optimizer)
-    batches = batch_order(len(x_train), TRAJECTORY_BATCH, seed=0, epoch=0)
-    for idx in batches:
+    for idx in batch_order(len(x_train), TRAJECTORY_BATCH, seed=0, epoch=0):
         adapter.train_step(x_train[idx], t_train[idx])
-    return adapter.params(), adapter.predict(x_test)
+    return TrajectoryResult(adapter.params(), adapter.predict(x_test))
 
 
 SECTION_RUNNERS: dict[str, Callable[[Adapter, ModelConfig, str, object], object]] = {
@@ -232,121 +368,147 @@ SECTION_RUNNERS: dict[str, Callable[[Adapter, ModelConfig, str, object], object]
 # The sections, one port at a time.
 
 
-def _port(framework: str, config: ModelConfig, dtype: str,
-          perturb: Callable[[dict[str, np.ndarray]], None] | None = None) -> Adapter:
-    params = init_params(config, seed=0, dtype=dtype)
+Perturb = Callable[[dict[str, np.ndarray]], None]
+
+
+def _adapter(framework: str, case: Case | None, dtype: str, section: str,
+             config: ModelConfig | None = None, perturb: Perturb | None = None) -> Adapter:
+    """``framework``'s model of the case, from the parity weights. The optimizer and trajectory
+    sections start from the He init with zero biases, the weights their bounds were measured with
+    (the course-default optimizer bound amplifies round-off by lr / eps: see eps-amplification)."""
+    config = case.config if case is not None else config
+    assert config is not None
+    if section in ("optimizer", "trajectory"):
+        params = init_params(config, seed=0, dtype=dtype)
+    else:
+        params = parity_params(config, dtype)
     if perturb is not None:
         perturb(params)
     return make_adapter(framework, config, params, dtype)
 
 
-def check_forward(model: str, framework: str, dtype: str,
-                  perturb: Callable[[dict[str, np.ndarray]], None] | None = None) -> list[Record]:
-    """Section 1 and 2: logits, loss and every intermediate activation (eval mode)."""
-    config = base_config(model)
-    ref_acts, ref_loss = _reference(config, dtype, "forward")  # type: ignore[misc]
-    acts, loss = _run_forward(_port(framework, config, dtype, perturb), config, dtype, None)
-    logits_name = list(ref_acts)[-1]
-    records = [compare(model, framework, dtype, "logits", logits_name, acts[logits_name],
-                       ref_acts[logits_name]),
-               compare(model, framework, dtype, "loss", "loss", loss, ref_loss)]
-    inner = {n: v for n, v in ref_acts.items() if n != logits_name}
-    return records + compare_dicts(model, framework, dtype, "activation", acts, inner)
+def _records(case: Case, framework: str, dtype: str) -> Callable[..., list[Record]]:
+    def many(quantity: str, actual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+             prefix: str = "", tol_quantity: str | None = None, round_off: bool = False) -> list[Record]:
+        floor_names = round_off_only(case.config) if round_off else frozenset()
+        return compare_dicts(case.label, framework, dtype, quantity, actual, reference, prefix,
+                             tol_quantity, floor_names)
+    return many
 
 
-def check_grads(model: str, framework: str, dtype: str) -> list[Record]:
-    """Section 3: the gradient of every parameter by name, and of the input."""
-    config = base_config(model)
-    ref_loss, ref_grads, ref_dx = _reference(config, dtype, "grads")  # type: ignore[misc]
-    loss, grads, dx = _run_grads(_port(framework, config, dtype), config, dtype, None)
-    return [compare(model, framework, dtype, "loss", "loss (train)", loss, ref_loss),
-            *compare_dicts(model, framework, dtype, "grad", grads, ref_grads),
-            compare(model, framework, dtype, "grad_input", "x", dx, ref_dx)]
+def _grad_records(case: Case, framework: str, dtype: str, quantity: str, got: GradResult,
+                  want: GradResult, prefix: str = "") -> list[Record]:
+    label = case.label
+    return [compare(label, framework, dtype, "loss" if quantity == "grad" else quantity,
+                    f"{prefix}loss (train)", got.loss, want.loss),
+            *compare_dicts(label, framework, dtype, quantity, got.grads, want.grads, prefix,
+                           round_off=round_off_only(case.config)),
+            compare(label, framework, dtype, "grad_input" if quantity == "grad" else quantity,
+                    f"{prefix}x", got.grad_input, want.grad_input)]
 
 
-def check_optimizer(model: str, framework: str, dtype: str, optimizer: str,
+def check_forward(case: Case | str, framework: str, dtype: str, perturb: Perturb | None = None,
+                  ) -> list[Record]:
+    """Sections 1 and 2: logits, loss and every intermediate activation (eval mode)."""
+    case = get_case(case)
+    ref: ForwardResult = _reference(case, dtype, "forward")  # type: ignore[assignment]
+    got = _run_forward(_adapter(framework, case, dtype, "forward", perturb=perturb), case.config, dtype, None)
+    logits_name = list(ref.activations)[-1]
+    inner = {n: v for n, v in ref.activations.items() if n != logits_name}
+    return [compare(case.label, framework, dtype, "logits", logits_name, got.activations[logits_name],
+                    ref.activations[logits_name]),
+            compare(case.label, framework, dtype, "loss", "loss", got.loss, ref.loss),
+            *_records(case, framework, dtype)("activation", got.activations, inner)]
+
+
+def check_grads(case: Case | str, framework: str, dtype: str) -> list[Record]:
+    """Section 3: the gradient of every parameter by name, and of the input (train mode, with the
+    shared dropout masks where the model has Dropout)."""
+    case = get_case(case)
+    ref: GradResult = _reference(case, dtype, "grads")  # type: ignore[assignment]
+    got = _run_grads(_adapter(framework, case, dtype, "grads"), case.config, dtype, None)
+    return _grad_records(case, framework, dtype, "grad", got, ref)
+
+
+def check_optimizer(case: Case | str, framework: str, dtype: str, optimizer: str,
                     steps: int = OPTIMIZER_STEPS, defaults: bool = False) -> list[Record]:
     """Section 4: parameters after every one of ``steps`` steps of ``optimizer``, with the
     conditioned hyper-parameters (strict bound) or the course defaults (measured bound)."""
-    config = base_config(model)
+    case = get_case(case)
     hparams = {} if defaults else CONDITIONED_HPARAMS[optimizer]
     extra = (optimizer, steps, tuple(sorted(hparams.items())))
-    ref_history = _reference(config, dtype, "optimizer", extra)
-    history = _run_optimizer(_port(framework, config, dtype), config, dtype, extra)
+    ref_history: list[dict[str, np.ndarray]] = _reference(case, dtype, "optimizer", extra)  # type: ignore[assignment]
+    history = _run_optimizer(_adapter(framework, case, dtype, "optimizer"), case.config, dtype, extra)
     label = f"{optimizer} (defaults)" if defaults else optimizer
     tol_quantity = "optimizer_defaults" if defaults else "optimizer"
+    many = _records(case, framework, dtype)
     records = []
-    for step, (params, ref) in enumerate(zip(history, ref_history, strict=True), start=1):  # type: ignore[call-overload]
-        records += compare_dicts(model, framework, dtype, "optimizer", params, ref,
-                                 prefix=f"{label} step {step}: ", tol_quantity=tol_quantity)
+    for step, (params, ref) in enumerate(zip(history, ref_history, strict=True), start=1):
+        records += many("optimizer", params, ref, f"{label} step {step}: ", tol_quantity, round_off=True)
     return records
 
 
-def check_batchnorm(model: str, framework: str, dtype: str) -> list[Record]:
+def check_batchnorm(case: Case | str, framework: str, dtype: str) -> list[Record]:
     """Section 5: BatchNorm train and eval mode, gradients and running statistics."""
-    config = replace(base_config(model), use_batchnorm=True)
-    ref = _reference(config, dtype, "batchnorm")
-    out = _run_batchnorm(_port(framework, config, dtype), config, dtype, None)
-    labels = ("train forward: ", "running stats after 1 forward: ", None, "train grad: ",
-              None, "after 3 SGD steps: ", "eval forward: ")
-    records = []
-    for label, got, want in zip(labels, out, ref, strict=True):  # type: ignore[call-overload]
-        if label is not None:
-            records += compare_dicts(model, framework, dtype, "batchnorm", got, want, prefix=label,
-                                     round_off=round_off_only(config))
-    records.append(compare(model, framework, dtype, "batchnorm", "train loss", out[2], ref[2]))  # type: ignore[index]
-    records.append(compare(model, framework, dtype, "batchnorm", "train grad: x", out[4], ref[4]))  # type: ignore[index]
-    return records
+    case = get_case(case)
+    ref: BatchNormResult = _reference(case, dtype, "batchnorm")  # type: ignore[assignment]
+    got = _run_batchnorm(_adapter(framework, case, dtype, "batchnorm"), case.config, dtype, None)
+    many = _records(case, framework, dtype)
+    return [*many("batchnorm", got.train_activations, ref.train_activations, "train forward: "),
+            *many("batchnorm", got.state_after_forward, ref.state_after_forward,
+                  "running stats after 1 forward: "),
+            *_grad_records(case, framework, dtype, "batchnorm", got.grad, ref.grad, "train grad: "),
+            *many("batchnorm", got.after_steps, ref.after_steps, "after 3 SGD steps: ", round_off=True),
+            *many("batchnorm", got.eval_activations, ref.eval_activations, "eval forward: ")]
 
 
-def check_dropout(model: str, framework: str, dtype: str) -> list[Record]:
-    """Section 6: Dropout with shared keep-masks (MLP), train forward, gradients, eval forward."""
-    config = replace(MLPConfig(), dropout_ratio=0.5) if model == "mlp" else None
-    if config is None:
-        raise ValueError("the CNN has no Dropout layer; the dropout section runs on the MLP")
-    ref = _reference(config, dtype, "dropout")
-    acts, loss, grads, dx, eval_acts = _run_dropout(_port(framework, config, dtype), config, dtype, None)
-    ref_acts, ref_loss, ref_grads, ref_dx, ref_eval = ref  # type: ignore[misc]
-    return [*compare_dicts(model, framework, dtype, "dropout", acts, ref_acts, prefix="train forward: "),
-            compare(model, framework, dtype, "dropout", "train loss", loss, ref_loss),
-            *compare_dicts(model, framework, dtype, "dropout", grads, ref_grads, prefix="train grad: "),
-            compare(model, framework, dtype, "dropout", "train grad: x", dx, ref_dx),
-            *compare_dicts(model, framework, dtype, "dropout", eval_acts, ref_eval, prefix="eval forward: ")]
+def check_dropout(case: Case | str, framework: str, dtype: str) -> list[Record]:
+    """Section 6: Dropout with shared keep-masks: train forward, gradients, eval forward (where
+    the course's convention scales by 1 - ratio)."""
+    case = get_case(case)
+    if not case.config.dropout_layers():
+        raise ValueError(f"parity case {case.label!r} has no Dropout layer")
+    ref: DropoutResult = _reference(case, dtype, "dropout")  # type: ignore[assignment]
+    got = _run_dropout(_adapter(framework, case, dtype, "dropout"), case.config, dtype, None)
+    many = _records(case, framework, dtype)
+    return [*many("dropout", got.train_activations, ref.train_activations, "train forward: "),
+            *_grad_records(case, framework, dtype, "dropout", got.grad, ref.grad, "train grad: "),
+            *many("dropout", got.eval_activations, ref.eval_activations, "eval forward: ")]
 
 
-def check_trajectory(model: str, framework: str, dtype: str, optimizer: str, data_dir: str,
-                     ) -> tuple[list[Record], float]:
+def check_trajectory(case: Case | str, framework: str, dtype: str, optimizer: str, data_dir: str,
+                     ) -> TrajectoryCheck:
     """Section 7: 100 steps on real MNIST batches; all parameters at the end, and the share of
     identical argmax predictions on the 10k test images."""
-    config = base_config(model)
-    ref_params, ref_pred = _reference(config, dtype, "trajectory", (optimizer, data_dir))  # type: ignore[misc]
-    params, pred = _run_trajectory(_port(framework, config, dtype), config, dtype, (optimizer, data_dir))
-    agreement = float(np.mean(pred == ref_pred))
-    records = compare_dicts(model, framework, dtype, "trajectory", params, ref_params,
-                            prefix=f"{optimizer} x{TRAJECTORY_STEPS}: ",
-                            tol_quantity="trajectory_adam" if optimizer == "adam" else "trajectory")
-    records.append(Record(model, framework, dtype, "trajectory",
+    case = get_case(case)
+    extra = (optimizer, data_dir)
+    ref: TrajectoryResult = _reference(case, dtype, "trajectory", extra)  # type: ignore[assignment]
+    got = _run_trajectory(_adapter(framework, case, dtype, "trajectory"), case.config, dtype, extra)
+    agreement = float(np.mean(got.predictions == ref.predictions))
+    records = _records(case, framework, dtype)(
+        "trajectory", got.params, ref.params, f"{optimizer} x{TRAJECTORY_STEPS}: ",
+        "trajectory_adam" if optimizer == "adam" else "trajectory")
+    records.append(Record(case.label, framework, dtype, "trajectory",
                           f"{optimizer} x{TRAJECTORY_STEPS}: argmax disagreement on 10k test",
                           1.0 - agreement, 1.0 - agreement, 1.0 - MIN_ARGMAX_AGREEMENT,
                           agreement >= MIN_ARGMAX_AGREEMENT))
-    return records, agreement
+    return TrajectoryCheck(records, agreement)
 
 
-def failure_report(records: Iterable[Record], model: str, framework: str, dtype: str,
-                   perturb: Callable[[dict[str, np.ndarray]], None] | None = None) -> str:
+def failure_report(records: Iterable[Record], case: Case | str, framework: str, dtype: str,
+                   perturb: Perturb | None = None) -> str:
     """The failing records, then where the two implementations first part: the first activation
     (forward order) over tolerance and the loaded parameters that already differ."""
     failed = [r for r in records if not r.passed]
     if not failed:
         return ""
-    config = base_config(model)
-    port = _port(framework, config, dtype, perturb)
-    ref_acts, _ = _reference(config, dtype, "forward")  # type: ignore[misc]
-    x, _ = synthetic_batch(config, dtype)
-    divergence = first_divergence(port.forward(x), ref_acts, dtype)
-    ref_params = init_params(config, seed=0, dtype=dtype)
-    changed = diverging_params(port.params(), ref_params, dtype)
-    lines = [f"{len(failed)} tensor(s) out of tolerance for {framework} {model} {dtype}:"]
+    case = get_case(case)
+    port = _adapter(framework, case, dtype, "forward", perturb=perturb)
+    ref: ForwardResult = _reference(case, dtype, "forward")  # type: ignore[assignment]
+    x, _ = synthetic_batch(case.config, dtype)
+    divergence = first_divergence(port.forward(x), ref.activations, dtype)
+    changed = diverging_params(port.params(), parity_params(case.config, dtype), dtype)
+    lines = [f"{len(failed)} tensor(s) out of tolerance for {framework} {case.label} {dtype}:"]
     lines += ["  " + r.describe() for r in failed[:12]]
     if len(failed) > 12:
         lines.append(f"  ... and {len(failed) - 12} more")
@@ -360,27 +522,41 @@ def failure_report(records: Iterable[Record], model: str, framework: str, dtype:
     return "\n".join(lines)
 
 
-def run_matrix(frameworks: Iterable[str], models: Iterable[str] = ("mlp", "cnn"),
+def check_case(case: Case | str, framework: str, dtype: str, data_dir: str | None = None) -> list[Record]:
+    """Every section the case runs (trajectories only with ``data_dir``)."""
+    case = get_case(case)
+    records: list[Record] = []
+    for section in case.sections:
+        if section == "forward":
+            records += check_forward(case, framework, dtype)
+        elif section == "grads":
+            records += check_grads(case, framework, dtype)
+        elif section == "optimizer":
+            for optimizer in OPTIMIZERS:
+                records += check_optimizer(case, framework, dtype, optimizer)
+                records += check_optimizer(case, framework, dtype, optimizer, defaults=True)
+        elif section == "batchnorm":
+            records += check_batchnorm(case, framework, dtype)
+        elif section == "dropout":
+            records += check_dropout(case, framework, dtype)
+        elif section == "trajectory" and data_dir is not None:
+            for optimizer in TRAJECTORY_OPTIMIZERS:
+                records += check_trajectory(case, framework, dtype, optimizer, data_dir).records
+    return records
+
+
+def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
                dtypes: Iterable[str] = DTYPES, data_dir: str | None = None,
                progress: Callable[[str], None] | None = None) -> list[Record]:
     """The whole matrix (trajectories only with ``data_dir``), as records."""
     records: list[Record] = []
-    for model in models:
+    frameworks, dtypes = tuple(frameworks), tuple(dtypes)
+    for case in cases(models):
         for framework in frameworks:
             for dtype in dtypes:
                 if progress:
-                    progress(f"{framework} {model} {dtype}")
-                records += check_forward(model, framework, dtype)
-                records += check_grads(model, framework, dtype)
-                for optimizer in OPTIMIZERS:
-                    records += check_optimizer(model, framework, dtype, optimizer)
-                    records += check_optimizer(model, framework, dtype, optimizer, defaults=True)
-                records += check_batchnorm(model, framework, dtype)
-                if model == "mlp":
-                    records += check_dropout(model, framework, dtype)
-                if data_dir is not None:
-                    for optimizer in TRAJECTORY_OPTIMIZERS:
-                        records += check_trajectory(model, framework, dtype, optimizer, data_dir)[0]
+                    progress(f"{framework} {case.label} {dtype}")
+                records += check_case(case, framework, dtype, data_dir)
     return records
 
 

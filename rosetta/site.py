@@ -256,7 +256,7 @@ def render_page(regions: Mapping[str, Mapping[str, Region]], parity_html: str, t
             f'<title>{html.escape(title)}</title>'
             f'<style>{css}</style></head><body><h1>{html.escape(title)}</h1>'
             f'<p>Each concept in the four implementations, cut out of the source files by their named '
-            f'regions. Differences between frameworks are marked <code>NOTE(framework)</code> and '
+            f'regions. Differences between frameworks are marked <code>NOTE(framework:SLUG)</code> and '
             f'explained in docs/porting.md.</p><nav>{nav} <a href="#parity">Parity table</a></nav>'
             f'{"".join(sections)}<section id="parity"><h2>Parity against the NumPy reference</h2>'
             f'{parity_html}</section></body></html>\n')

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rosetta.adapters import Adapter
-from rosetta.data import batch_order, load_mnist
+from rosetta.data import batch_order, layout_for, load_mnist
 from rosetta.tolerances import errors
-from rosetta.weights import MLPConfig, ModelConfig, save_weights
+from rosetta.weights import ModelConfig, save_weights
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -62,7 +62,7 @@ def load_splits(config: ModelConfig, data_dir: str | os.PathLike[str] | None, dt
                 limit: int | None = None) -> MNISTSplits:
     """MNIST in the canonical layout of ``config`` (MLP flat, CNN NCHW); ``limit`` keeps the first
     N train and N test examples (for quick runs and tests)."""
-    layout = "flat" if isinstance(config, MLPConfig) else "NCHW"
+    layout = layout_for(config.input_shape)
     x_train, t_train = load_mnist("train", data_dir, layout=layout, dtype=dtype, limit=limit)
     x_test, t_test = load_mnist("test", data_dir, layout=layout, dtype=dtype, limit=limit)
     return MNISTSplits(x_train, t_train, x_test, t_test)

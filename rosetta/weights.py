@@ -21,10 +21,20 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from rosetta.configs import (
+    MODEL_NAMES,
+    CNNConfig,
+    DeepCNNConfig,
+    MLPConfig,
+    ModelConfig,
+    from_metadata,
+    make_config,
+    to_metadata,
+)
 
 FORMAT_VERSION = 1
 LAYOUT = "reference: affine W (in,out); conv W (out,in,kh,kw); flatten (C,H,W)"
@@ -33,129 +43,25 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 STATE_SUFFIXES = (".running_mean", ".running_var")
 
 
+__all__ = ["DTYPES", "FORMAT_VERSION", "INIT_SCHEMES", "MODEL_NAMES", "CNNConfig", "DeepCNNConfig",
+           "MLPConfig", "ModelConfig", "WeightFileError", "atomic_path", "atomic_write_bytes",
+           "config_from_metadata", "config_to_metadata", "init_params", "init_std", "is_state",
+           "load_weights", "make_config", "param_spec", "read_metadata", "save_weights",
+           "trainable_names", "validate_params"]
+
+
 class WeightFileError(ValueError):
     """A weight file or parameter dict breaks the contract; the message names file and tensor."""
 
 
-@dataclass(frozen=True)
-class MLPConfig:
-    """Hyper-parameters of the MLP (course: MultiLayerNet). Defaults: 784-100-100-10, ReLU."""
-
-    input_size: int = 784
-    hidden_sizes: tuple[int, ...] = (100, 100)
-    output_size: int = 10
-    activation: str = "relu"  # "relu" | "sigmoid"
-    use_batchnorm: bool = False
-    dropout_ratio: float = 0.0  # 0 disables the Dropout layers
-    weight_decay: float = 0.0  # L2: loss += 0.5 * weight_decay * sum(W**2) over every W
-    bn_momentum: float = 0.9  # running = momentum * running + (1 - momentum) * batch
-    bn_eps: float = 1e-5
-    name: str = field(default="mlp", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.activation not in ("relu", "sigmoid"):
-            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {self.activation!r}")
-        if not 0.0 <= self.dropout_ratio < 1.0:
-            raise ValueError(f"dropout_ratio must be in [0, 1), got {self.dropout_ratio}")
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """Hyper-parameters of the CNN (course: SimpleConvNet with its conv_param)."""
-
-    input_dim: tuple[int, int, int] = (1, 28, 28)
-    filter_num: int = 30
-    filter_size: int = 5
-    pad: int = 0
-    stride: int = 1
-    hidden_size: int = 100
-    output_size: int = 10
-    use_batchnorm: bool = False  # BatchNorm (per channel) between conv1 and relu1
-    weight_decay: float = 0.0
-    bn_momentum: float = 0.9
-    bn_eps: float = 1e-5
-    name: str = field(default="cnn", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input_dim", tuple(int(d) for d in self.input_dim))
-        if len(self.input_dim) != 3 or min(self.input_dim) < 1:
-            raise ValueError(f"input_dim must be (C, H, W) of positive sizes, got {self.input_dim}")
-        for name in ("filter_num", "filter_size", "stride", "hidden_size", "output_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.pad < 0:
-            raise ValueError(f"pad must be >= 0, got {self.pad}")
-        if min(self.conv_output_hw) < 2:
-            raise ValueError(f"conv_param leaves no output after conv and 2x2 pooling "
-                             f"(conv output {self.conv_output_hw})")
-
-    @property
-    def conv_output_hw(self) -> tuple[int, int]:
-        """Spatial size after conv1: (H + 2*pad - filter_size) // stride + 1."""
-        _, h, w = self.input_dim
-        oh = (h + 2 * self.pad - self.filter_size) // self.stride + 1
-        ow = (w + 2 * self.pad - self.filter_size) // self.stride + 1
-        return oh, ow
-
-    @property
-    def pool_output_size(self) -> int:
-        """Number of features after the 2x2 max-pool, flattened in (C, H, W) order."""
-        oh, ow = self.conv_output_hw
-        return self.filter_num * (oh // 2) * (ow // 2)
-
-
-ModelConfig = MLPConfig | CNNConfig
-MODEL_NAMES = ("mlp", "cnn")
-
-
-def make_config(model: str, **hparams: object) -> ModelConfig:
-    """Build the config of ``model`` ("mlp" or "cnn") from keyword hyper-parameters."""
-    if model == "mlp":
-        return MLPConfig(**hparams)  # type: ignore[arg-type]
-    if model == "cnn":
-        return CNNConfig(**hparams)  # type: ignore[arg-type]
-    raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
-
-
-def config_to_metadata(config: ModelConfig) -> dict[str, object]:
-    """The config as plain JSON-able values (stored in the weight file's metadata)."""
-    return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v)
-            for f in fields(config) if f.init}
-
-
-def config_from_metadata(model: str, hparams: Mapping[str, object]) -> ModelConfig:
-    """Inverse of :func:`config_to_metadata`."""
-    return make_config(model, **dict(hparams))
+# Kept under the weight format's names: the metadata holds the config.
+config_to_metadata = to_metadata
+config_from_metadata = from_metadata
 
 
 def param_spec(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every canonical tensor name and shape, in forward order (parameters and BatchNorm state)."""
-    spec: dict[str, tuple[int, ...]] = {}
-    if isinstance(config, MLPConfig):
-        sizes = [config.input_size, *config.hidden_sizes, config.output_size]
-        for i in range(1, len(sizes)):
-            spec[f"fc{i}.W"] = (sizes[i - 1], sizes[i])  # (in, out)
-            spec[f"fc{i}.b"] = (sizes[i],)
-            if config.use_batchnorm and i < len(sizes) - 1:
-                _bn_spec(spec, f"bn{i}", sizes[i])
-        return spec
-    c_in = config.input_dim[0]
-    k = config.filter_size
-    spec["conv1.W"] = (config.filter_num, c_in, k, k)  # (out, in, kh, kw)
-    spec["conv1.b"] = (config.filter_num,)
-    if config.use_batchnorm:
-        _bn_spec(spec, "bn1", config.filter_num)
-    spec["fc1.W"] = (config.pool_output_size, config.hidden_size)
-    spec["fc1.b"] = (config.hidden_size,)
-    spec["fc2.W"] = (config.hidden_size, config.output_size)
-    spec["fc2.b"] = (config.output_size,)
-    return spec
-
-
-def _bn_spec(spec: dict[str, tuple[int, ...]], layer: str, n: int) -> None:
-    for tensor in ("gamma", "beta", "running_mean", "running_var"):
-        spec[f"{layer}.{tensor}"] = (n,)
+    return config.param_spec()
 
 
 def is_state(name: str) -> bool:

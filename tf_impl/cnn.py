@@ -23,7 +23,7 @@ class CNN(keras.Model):
         self, config: CNNConfig | None = None, params: Mapping[str, np.ndarray] | None = None,
         dtype: str = "float32",
     ) -> None:
-        # NOTE(framework): Keras layers compute in float32 unless each is given its dtype; the
+        # NOTE(framework:keras-dtype): Keras layers compute in float32 unless each is given its dtype; the
         # dtype goes to every layer here (never a global keras.config.set_floatx).
         super().__init__(name="cnn", dtype=dtype)
         self.config = config if config is not None else CNNConfig()
@@ -32,7 +32,7 @@ class CNN(keras.Model):
         c = self.config
         # [rosetta:conv]
         # Cross-correlation, kernel HWIO (canonical OIHW is transposed at load time).
-        # NOTE(framework): Keras has only padding="valid"/"same"; a config pad is applied
+        # NOTE(framework:same-padding): Keras has only padding="valid"/"same"; a config pad is applied
         # explicitly in forward, so the layer itself never pads.
         self.conv1 = keras.layers.Conv2D(c.filter_num, c.filter_size, strides=c.stride,
                                          padding="valid", dtype=dtype, name="conv1")
@@ -50,15 +50,11 @@ class CNN(keras.Model):
         self.relu2 = keras.layers.ReLU(dtype=dtype, name="relu2")
         self.fc2 = keras.layers.Dense(c.output_size, dtype=dtype, name="fc2")
         self.last_layer = softmax_cross_entropy
-        # NOTE(framework): Keras creates variables on the first call; build now so that the
+        # NOTE(framework:keras-build): Keras creates variables on the first call; build now so that the
         # weights can be loaded and model.save_weights / load_weights work at once.
         ch, h, w = c.input_dim
         self(tf.zeros((1, h, w, ch), dtype=dtype), training=False)
         load_canonical(self, params if params is not None else init_params(c, seed=0, dtype=dtype))
-
-    def weight_matrices(self) -> list[keras.Variable]:
-        """Every ``W`` (the L2 penalty's terms), in forward order."""
-        return [self.conv1.kernel, self.fc1.kernel, self.fc2.kernel]
 
     def forward(
         self, x: tf.Tensor, train: bool = False, return_activations: bool = False,
@@ -67,12 +63,14 @@ class CNN(keras.Model):
         p = self.config.pad
         if p > 0:
             x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # (N, 28+2p, 28+2p, 1)
-        x = a["conv1"] = self.conv1(x)  # (N, 24, 24, 30)  NOTE(framework): NHWC, TF's CPU conv layout
+        # NOTE(framework:conv-layout): NHWC, TF's CPU conv layout.
+        x = a["conv1"] = self.conv1(x)  # (N, 24, 24, 30)
         if self.config.use_batchnorm:
             x = a["bn1"] = self.bn1(x, training=train)  # (N, 24, 24, 30), per channel over (N, H, W)
         x = a["relu1"] = self.relu1(x)  # (N, 24, 24, 30)
         x = a["pool1"] = self.pool1(x)  # (N, 12, 12, 30)
-        # NOTE(framework): back to NCHW before flatten so fc1.W keeps the canonical (C, H, W) rows.
+        # NOTE(framework:flatten-order): back to NCHW before flatten, so fc1.W keeps the canonical
+        # (C, H, W) row order.
         x = ops.transpose(x, (0, 3, 1, 2))  # (N, 30, 12, 12)
         x = a["flatten"] = self.flatten(x)  # (N, 4320) in (C, H, W) order
         x = a["fc1"] = self.fc1(x)  # (N, 100)

@@ -12,33 +12,54 @@ Every layer takes ``training`` explicitly: a Keras layer called without it runs 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 
 class Dropout(keras.layers.Layer):
-    """Inverted dropout: train ``y = x * mask / (1 - ratio)``, eval ``y = x``.
+    """Dropout with ``mode`` "inverted" (train ``y = x * mask / (1 - ratio)``, eval ``y = x``, as
+    keras.layers.Dropout) or "course" (train ``y = x * mask``, eval ``y = x * (1 - ratio)``).
 
     ``keep_mask`` (bool, activation-shaped) fixes the mask; None draws a fresh one per call.
     """
 
-    def __init__(self, ratio: float, **kwargs: object) -> None:
+    def __init__(self, ratio: float, mode: str = "inverted", **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.ratio = float(ratio)
-        # NOTE(framework): keras.layers.Dropout draws its mask internally; no injection point.
+        self.mode = mode
+        # NOTE(framework:dropout-masks): keras.layers.Dropout draws its mask internally; no injection point.
         # An injected mask is a graph constant: a compiled step must be retraced after changing it.
         self.keep_mask: np.ndarray | None = None
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        # NOTE(framework:dropout-scaling): the course scales at test time, the frameworks in training.
         if not training:
-            return x
+            return x if self.mode == "inverted" else x * (1.0 - self.ratio)
         if self.keep_mask is None:
             keep = tf.random.uniform(tf.shape(x), dtype=x.dtype) >= self.ratio
         else:
             keep = tf.constant(self.keep_mask, dtype=tf.bool)
-        # y = x * mask / (1 - ratio)
-        return x * tf.cast(keep, x.dtype) / (1.0 - self.ratio)
+        if self.mode == "course":
+            return x * tf.cast(keep, x.dtype)  # y = x * mask
+        return x * tf.cast(keep, x.dtype) / (1.0 - self.ratio)  # y = x * mask / (1 - ratio)
+
+
+def set_dropout_masks(model: keras.Model, masks: Mapping[str, np.ndarray] | None) -> None:
+    """Fix each Dropout layer's keep-mask by layer name (bool, activation-shaped); None: random.
+
+    A keep-mask is a constant of the traced graphs: the caller retraces (tf_impl.train.retrace).
+    """
+    layers = {layer.name: layer for layer in model.layers if isinstance(layer, Dropout)}
+    unknown = sorted(set(masks or {}) - set(layers))
+    if unknown:
+        raise ValueError(f"no Dropout layer named {unknown[0]!r}; the model has: "
+                         f"{', '.join(layers) or 'none'}")
+    for name, layer in layers.items():
+        mask = None if masks is None else masks.get(name)
+        layer.keep_mask = None if mask is None else np.array(mask, dtype=bool)
 
 
 class BatchNorm(keras.layers.Layer):
@@ -51,7 +72,7 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(self, momentum: float = 0.9, eps: float = 1e-5, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        # NOTE(framework): keras BatchNormalization defaults to momentum=0.99, epsilon=1e-3 and a
+        # NOTE(framework:bn-eps): keras BatchNormalization defaults to momentum=0.99, epsilon=1e-3 and a
         # biased moving_variance; this layer is the contract's (momentum=0.9, eps=1e-5, unbiased).
         self.momentum = float(momentum)
         self.eps = float(eps)
@@ -89,9 +110,10 @@ class BatchNorm(keras.layers.Layer):
 
 def softmax_cross_entropy(logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     """Mean cross-entropy ``mean_n(logsumexp(z_n) - z_n[t_n])`` in the dtype of ``logits``."""
-    # NOTE(framework): softmax-ce: from logits; Keras losses default to from_logits=False (they
+    # NOTE(framework:softmax-ce): from logits; Keras losses default to from_logits=False (they
     # expect probabilities) and the course's cross_entropy_error adds 1e-7 inside the log.
-    # NOTE(framework): keras.losses.SparseCategoricalCrossentropy returns float32 unless built
+    # NOTE(framework:keras-loss-float32): keras.losses.SparseCategoricalCrossentropy returns float32 unless
+    # built
     # with dtype=...; the tf.nn op computes in the logits' dtype and never forms log(softmax).
     per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=logits)
     return tf.reduce_mean(per_sample)

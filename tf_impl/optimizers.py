@@ -1,6 +1,7 @@
 """The five optimizers of the course, as small classes updating Keras variables with tf ops.
 
-NOTE(framework): the Keras built-ins are not used. They hold the learning rate as a float32
+NOTE(framework:keras-float32-hparams): the Keras built-ins are not used. They hold the learning rate as a
+float32
 variable (so a float64 model steps with lr rounded to float32), and their defaults differ from the
 contract: Adagrad puts eps inside the sqrt and starts its accumulator at 0.1, RMSprop puts eps
 inside the sqrt and defaults to rho=0.9. Every hyper-parameter here is a constant in the
@@ -82,13 +83,13 @@ class AdaGrad(Optimizer):
                  eps: float = 1e-7) -> None:
         super().__init__(variables, lr)
         self.eps = eps
-        self.h = _zeros_like(self.variables)  # h starts at 0 (NOTE(framework): Keras: 0.1)
+        self.h = _zeros_like(self.variables)  # h starts at 0 (NOTE(framework:adagrad): Keras: 0.1)
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
         for w, h, g in zip(self.variables, self.h, grads, strict=True):
             # h <- h + g * g
             h.assign_add(g * g)
-            # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework): Keras: sqrt(h + eps)
+            # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework:adagrad): Keras: sqrt(h + eps)
             w.assign_sub(tf.cast(self.lr_var, w.dtype) * g / (tf.sqrt(h) + tf.constant(self.eps, w.dtype)))
 # [/rosetta:opt-adagrad]
 
@@ -105,7 +106,7 @@ class RMSProp(Optimizer):
         for w, h, g in zip(self.variables, self.h, grads, strict=True):
             # h <- rho * h + (1 - rho) * g * g
             h.assign(tf.constant(self.rho, w.dtype) * h + tf.constant(1 - self.rho, w.dtype) * g * g)
-            # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework): Keras: sqrt(h + eps)
+            # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework:rmsprop): Keras: sqrt(h + eps)
             w.assign_sub(tf.cast(self.lr_var, w.dtype) * g / (tf.sqrt(h) + tf.constant(self.eps, w.dtype)))
 # [/rosetta:opt-rmsprop]
 
@@ -139,7 +140,7 @@ class Adam(Optimizer):
 # [/rosetta:opt-adam]
 
 
-OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {
+OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam,
 }
 
@@ -147,9 +148,16 @@ OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {
 def make_optimizer(name: str, model: keras.Model, **hparams: float) -> Optimizer:
     """A fresh optimizer (zeroed state) over ``model.trainable_variables`` with the reference
     hyper-parameter names (lr, momentum, eps, rho, beta1, beta2) and defaults."""
-    if name not in OPTIMIZER_CLASSES:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZER_CLASSES)}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     try:
-        return OPTIMIZER_CLASSES[name](model.trainable_variables, **hparams)
+        return OPTIMIZERS[name](model.trainable_variables, **hparams)
     except TypeError as exc:  # an unknown hyper-parameter name
         raise ValueError(f"optimizer {name!r}: {exc}") from None
+
+
+def set_lr(optimizer: Optimizer, lr: float) -> None:
+    """Change the learning rate, keeping the optimizer state (for lr schedules)."""
+    # A variable of the compiled step: no retrace. Momentum's v is the course's velocity itself,
+    # so unlike torch's buffer it needs no rescaling.
+    optimizer.lr = lr

@@ -22,7 +22,8 @@ class CNN(nn.Module):
         if not isinstance(config, CNNConfig):
             raise TypeError(f"CNN needs a CNNConfig, got {type(config).__name__}")
         self.config = config
-        torch_dtype = TORCH_DTYPES[np.dtype(dtype).name]  # NOTE(framework): per module, nothing global
+        # NOTE(framework:model-dtype): the dtype per module, nothing global.
+        torch_dtype = TORCH_DTYPES[np.dtype(dtype).name]
         c_in = config.input_dim[0]
         # [rosetta:conv]
         # Cross-correlation with zero padding; torch's weight is OIHW like the canonical conv1.W.
@@ -31,7 +32,7 @@ class CNN(nn.Module):
         # [/rosetta:conv]
         self.use_batchnorm = config.use_batchnorm
         if config.use_batchnorm:
-            # NOTE(framework): torch momentum = 1 - bn_momentum (it weights the batch statistic);
+            # NOTE(framework:bn-momentum): torch momentum = 1 - bn_momentum (it weights the batch statistic);
             # running_var gets the unbiased batch variance, as in the contract.
             self.bn1 = nn.BatchNorm2d(config.filter_num, eps=config.bn_eps,
                                       momentum=1.0 - config.bn_momentum, dtype=torch_dtype)
@@ -53,7 +54,7 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor, train: bool = False, return_activations: bool = False,
                 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        # NOTE(framework): BatchNorm reads torch's module-wide train/eval flag; ``train`` sets it.
+        # NOTE(framework:train-flag): BatchNorm reads torch's module-wide train/eval flag; ``train`` sets it.
         if self.training != train:
             self.train(train)
         a: dict[str, torch.Tensor] = {}

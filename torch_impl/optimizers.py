@@ -17,7 +17,7 @@ from torch import nn
 class SGD(torch.optim.SGD):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01) -> None:
         # W <- W - lr * g
-        # NOTE(framework): sgd-lr: torch.optim.SGD's lr defaults to 1e-3; the course's is 0.01.
+        # NOTE(framework:sgd-lr): torch.optim.SGD's lr defaults to 1e-3; the course's is 0.01.
         super().__init__(params, lr=lr)
 # [/rosetta:opt-sgd]
 
@@ -25,7 +25,8 @@ class SGD(torch.optim.SGD):
 # [rosetta:opt-momentum]
 class Momentum(torch.optim.SGD):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, momentum: float = 0.9) -> None:
-        # NOTE(framework): torch keeps b <- momentum * b + g; W <- W - lr * b. With a constant lr
+        # NOTE(framework:momentum-form): torch keeps b <- momentum * b + g; W <- W - lr * b. With a constant
+        # lr
         # that is the reference's v <- momentum * v - lr * g; W <- W + v with v = -lr * b.
         super().__init__(params, lr=lr, momentum=momentum, dampening=0.0, nesterov=False)
 # [/rosetta:opt-momentum]
@@ -35,7 +36,7 @@ class Momentum(torch.optim.SGD):
 class AdaGrad(torch.optim.Adagrad):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, eps: float = 1e-7) -> None:
         # h <- h + g * g; W <- W - lr * g / (sqrt(h) + eps)
-        # NOTE(framework): torch's defaults are eps=1e-10; initial_accumulator_value and lr_decay
+        # NOTE(framework:adagrad): torch's defaults are eps=1e-10; initial_accumulator_value and lr_decay
         # are pinned to the reference's h0 = 0 and constant lr.
         super().__init__(params, lr=lr, eps=eps, initial_accumulator_value=0.0, lr_decay=0.0)
 # [/rosetta:opt-adagrad]
@@ -46,7 +47,7 @@ class RMSProp(torch.optim.RMSprop):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, rho: float = 0.99,
                  eps: float = 1e-7) -> None:
         # h <- rho * h + (1 - rho) * g * g; W <- W - lr * g / (sqrt(h) + eps)
-        # NOTE(framework): torch calls rho ``alpha``; its default eps is 1e-8.
+        # NOTE(framework:rmsprop): torch calls rho ``alpha``; its default eps is 1e-8.
         super().__init__(params, lr=lr, alpha=rho, eps=eps, momentum=0.0, centered=False)
 # [/rosetta:opt-rmsprop]
 
@@ -55,7 +56,7 @@ class RMSProp(torch.optim.RMSprop):
 class Adam(torch.optim.Optimizer):
     """The course's Adam: eps is added to sqrt(v) *before* the bias correction is applied.
 
-    NOTE(framework): torch.optim.Adam divides by sqrt(v / (1 - beta2^t)) + eps, i.e. adds eps after
+    NOTE(framework:adam): torch.optim.Adam divides by sqrt(v / (1 - beta2^t)) + eps, i.e. adds eps after
     the bias correction; the two differ wherever sqrt(v) is comparable to eps.
     """
 
@@ -107,3 +108,17 @@ def make_optimizer(name: str, model: nn.Module, **hparams: float) -> torch.optim
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](model.parameters(), **hparams)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Change the learning rate, keeping the optimizer state (for lr schedules)."""
+    for group in optimizer.param_groups:
+        old, group["lr"] = group["lr"], lr
+        if not isinstance(optimizer, Momentum):
+            continue
+        # NOTE(framework:momentum-form): torch's momentum buffer b is the course's velocity
+        # divided by -lr (v = -lr * b). Rescale b so that v, the state the course keeps, is unchanged.
+        for p in group["params"]:
+            buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buffer is not None:
+                buffer.mul_(old / lr)

@@ -1,59 +1,83 @@
-"""Canonical weights <-> torch state: one explicit list of conversions, each with a shape assert.
+"""Canonical weights <-> torch state: one explicit table of conversions, each with a shape assert.
 
 Canonical (rosetta/weights.py): affine W (in, out), conv W (out, in, kh, kw), BatchNorm gamma, beta,
-running_mean, running_var. torch-native checkpoints use state_dict names (``fc1.weight``), see
-native_state_dict / load_native_state_dict.
+running_mean, running_var. The native tensor is ``canonical.permute(permutation)`` (None: the same
+layout). Loading, dumping and the gradients walk the same table, and :func:`conversions` checks that
+it covers every tensor of the model's state_dict, so a tensor missing from the table fails loudly
+instead of keeping torch's initialisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from rosetta.weights import is_state, param_spec
+from rosetta.weights import atomic_path, is_state, param_spec
 
-# (canonical tensor, native tensor of the same layer, transpose?) -- the whole mapping.
-CONVERSIONS: list[tuple[str, str, bool]] = [
-    # NOTE(framework): nn.Linear.weight is (out, in); the canonical affine W is (in, out).
-    ("fc*.W", "weight", True),
-    ("fc*.b", "bias", False),
-    ("conv*.W", "weight", False),  # OIHW in both: no permutation
-    ("conv*.b", "bias", False),
-    # NOTE(framework): torch calls BatchNorm's gamma and beta ``weight`` and ``bias``.
-    ("bn*.gamma", "weight", False),
-    ("bn*.beta", "bias", False),
-    ("bn*.running_mean", "running_mean", False),
-    ("bn*.running_var", "running_var", False),
+# (canonical name pattern, native tensor of the same layer, permutation canonical -> native)
+CONVERSIONS: list[tuple[str, str, tuple[int, ...] | None]] = [
+    # NOTE(framework:dense-layout): nn.Linear.weight is (out, in); the canonical affine W is (in, out).
+    ("fc*.W", "weight", (1, 0)),
+    ("fc*.b", "bias", None),
+    ("conv*.W", "weight", None),  # OIHW in both: no permutation
+    ("conv*.b", "bias", None),
+    # NOTE(framework:bn-momentum): torch calls BatchNorm's gamma and beta ``weight`` and ``bias``.
+    ("bn*.gamma", "weight", None),
+    ("bn*.beta", "bias", None),
+    ("bn*.running_mean", "running_mean", None),
+    ("bn*.running_var", "running_var", None),
 ]
+# state_dict entries that are not canonical tensors: BatchNorm's step counter.
+NOT_CANONICAL = ("*.num_batches_tracked",)
 
 
-def native_name(canonical: str) -> tuple[str, bool]:
-    """The state_dict name of a canonical tensor and whether it is stored transposed."""
-    layer = canonical.split(".")[0]
-    for pattern, native, transpose in CONVERSIONS:
-        if fnmatchcase(canonical, pattern):
-            return f"{layer}.{native}", transpose
-    raise KeyError(f"no torch conversion for canonical tensor {canonical!r}")
+def conversions(model: nn.Module) -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """``(canonical name, state_dict name, permutation)`` for every tensor, in param_spec order;
+    raises when the table and the model's state_dict do not cover each other."""
+    rows = []
+    for name in param_spec(model.config):
+        layer, _ = name.split(".")
+        match = [(native, perm) for pattern, native, perm in CONVERSIONS if fnmatchcase(name, pattern)]
+        if len(match) != 1:
+            raise KeyError(f"torch conversion table has {len(match)} rows for canonical tensor {name!r}")
+        native, perm = match[0]
+        rows.append((name, f"{layer}.{native}", perm))
+    native_names = {k for k in model.state_dict() if not any(fnmatchcase(k, p) for p in NOT_CANONICAL)}
+    uncovered = sorted(native_names - {n for _, n, _ in rows})
+    if uncovered:
+        raise KeyError(f"torch tensor {uncovered[0]!r} has no canonical name (uncovered: {uncovered})")
+    assert len(rows) == len(native_names), (len(rows), len(native_names))
+    return rows
+
+
+def _to_native(value: torch.Tensor, perm: tuple[int, ...] | None) -> torch.Tensor:
+    return value if perm is None else value.permute(perm)
+
+
+def _to_canonical(value: torch.Tensor, perm: tuple[int, ...] | None) -> np.ndarray:
+    value = value if perm is None else value.permute(tuple(np.argsort(perm)))
+    return np.array(value.detach().numpy(), order="C")  # a copy: later training must not alias it
 
 
 # [rosetta:weight-loading]
 def load_canonical(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
     """Copy every canonical tensor of ``param_spec(model.config)`` into the model, in place."""
     native = model.state_dict()  # tensors sharing storage with the parameters and buffers
+    spec = param_spec(model.config)
     with torch.no_grad():
-        for name in param_spec(model.config):
-            target_name, transpose = native_name(name)
-            target = native[target_name]
+        for name, native_name, perm in conversions(model):
+            target = native[native_name]
             value = torch.from_numpy(np.asarray(params[name]))
-            if transpose:
-                value = value.T  # (in, out) -> (out, in)
-            assert target.shape == value.shape, f"{name} -> {target_name}: {tuple(value.shape)} " \
+            assert tuple(value.shape) == spec[name], f"{name}: shape {tuple(value.shape)} != {spec[name]}"
+            value = _to_native(value, perm)  # (in, out) -> (out, in) for affine W
+            assert target.shape == value.shape, f"{name} -> {native_name}: {tuple(value.shape)} " \
                                                 f"!= {tuple(target.shape)}"
-            assert target.dtype == value.dtype, f"{name} -> {target_name}: {value.dtype} != " \
+            assert target.dtype == value.dtype, f"{name} -> {native_name}: {value.dtype} != " \
                                                 f"{target.dtype} (cast explicitly before loading)"
             target.copy_(value)
 # [/rosetta:weight-loading]
@@ -62,32 +86,27 @@ def load_canonical(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
 def dump_canonical(model: nn.Module) -> dict[str, np.ndarray]:
     """Every canonical tensor (parameters and BatchNorm state) as a fresh C-contiguous array."""
     native = model.state_dict()
+    spec = param_spec(model.config)
     out: dict[str, np.ndarray] = {}
-    for name, shape in param_spec(model.config).items():
-        source_name, transpose = native_name(name)
-        value = native[source_name].detach()
-        if transpose:
-            value = value.T  # (out, in) -> (in, out)
-        assert tuple(value.shape) == shape, f"{source_name} -> {name}: {tuple(value.shape)} != {shape}"
-        out[name] = np.array(value.numpy(), order="C")  # a copy: later training must not alias it
+    for name, native_name, perm in conversions(model):
+        out[name] = _to_canonical(native[native_name], perm)  # (out, in) -> (in, out) for affine W
+        assert out[name].shape == spec[name], f"{native_name} -> {name}: {out[name].shape} != {spec[name]}"
     return out
 
 
-def canonical_grads(model: nn.Module) -> dict[str, np.ndarray]:
+def dump_grads(model: nn.Module) -> dict[str, np.ndarray]:
     """The ``.grad`` of every trainable tensor, by canonical name and in canonical layout."""
     parameters = dict(model.named_parameters())
+    spec = param_spec(model.config)
     out: dict[str, np.ndarray] = {}
-    for name, shape in param_spec(model.config).items():
+    for name, native_name, perm in conversions(model):
         if is_state(name):
             continue
-        source_name, transpose = native_name(name)
-        grad = parameters[source_name].grad
+        grad = parameters[native_name].grad
         if grad is None:
-            raise RuntimeError(f"{source_name} has no gradient: run backward first")
-        if transpose:
-            grad = grad.T  # (out, in) -> (in, out)
-        assert tuple(grad.shape) == shape, f"{source_name}.grad -> {name}: {tuple(grad.shape)} != {shape}"
-        out[name] = np.array(grad.numpy(), order="C")
+            raise RuntimeError(f"{native_name} has no gradient: run backward first")
+        out[name] = _to_canonical(grad, perm)
+        assert out[name].shape == spec[name], f"{native_name}.grad -> {name}: {out[name].shape}"
     return out
 
 
@@ -96,6 +115,17 @@ def native_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def load_native_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Load a torch-native checkpoint with torch's own API (strict: every name must match)."""
-    model.load_state_dict(dict(state), strict=True)
+def save_native(model: nn.Module, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write the torch-native checkpoint (the state_dict) as safetensors, atomically: no pickle.
+    ``metadata`` goes into the safetensors header, where ``load_state_dict`` never looks."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(native_state_dict(model), str(tmp), metadata=dict(metadata) if metadata else None)
+
+
+def load_native(model: nn.Module, path: str | Path) -> None:
+    """Load a torch-native safetensors state_dict with torch's own API (strict: every name must match)."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)), strict=True)

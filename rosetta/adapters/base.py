@@ -8,7 +8,6 @@ nowhere else, so a parity failure is never a conversion artefact of the test.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import numpy as np
@@ -39,61 +38,93 @@ def optimizer_hparams(name: str, **overrides: float) -> dict[str, float]:
     return {**OPTIMIZER_DEFAULTS[name], **overrides}
 
 
-class Adapter(ABC):
-    """A model of one framework behind the canonical interface.
+class Adapter:
+    """A model of one framework behind the canonical interface, driven through the package surface.
 
     Construct with a config, canonical params (names and shapes of ``param_spec(config)``) and a
-    dtype ("float32" or "float64"). The model starts in eval mode with no optimizer.
+    dtype ("float32" or "float64"). The model starts in eval mode with no optimizer. A subclass per
+    framework converts arrays at the boundary (:meth:`_input`, :meth:`_labels`, :meth:`_output`)
+    and nothing else: the computation is the package's (``loss_and_grads``, ``train_step``, ...).
     """
 
     framework: str = ""
 
     def __init__(self, config: ModelConfig, params: Mapping[str, np.ndarray], dtype: str = "float32"):
+        from rosetta.registry import package
+
         self.config = config
         self.dtype = np.dtype(dtype)
         self.optimizer_name: str | None = None
+        self.optimizer: object | None = None
+        self.package = package(self.framework)
+        model_class = getattr(self.package, config.class_name)
+        self.model = model_class(config, params=self._canonical(params), dtype=self.dtype.name)
+
+    # --- conversions at the boundary (per framework) ------------------------------------------
+    def _input(self, x: np.ndarray) -> object:
+        """Canonical input (MLP (N, 784), CNNs NCHW) -> the framework's input."""
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _labels(self, t: np.ndarray) -> object:
+        return np.ascontiguousarray(t, dtype=np.int64)
+
+    def _output(self, a: object) -> np.ndarray:
+        """A framework activation -> a canonical NumPy array (a copy: later calls must not alias it)."""
+        return np.array(a)
+
+    def _activations(self, x: object, train: bool) -> dict[str, object]:
+        return self.model.forward(x, train=train, return_activations=True)[1]
 
     # --- parameters ---------------------------------------------------------------------------
-    @abstractmethod
     def load_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Set every parameter and BatchNorm running statistic from canonical arrays."""
+        self.package.load_canonical(self.model, self._canonical(params))
 
-    @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
         """All canonical tensors (parameters and BatchNorm state), in ``param_spec`` order."""
+        return self.package.dump_canonical(self.model)
 
     # --- computation --------------------------------------------------------------------------
-    @abstractmethod
     def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
         """Every intermediate activation by layer name, in forward order; the last is the logits.
 
         ``train=True`` uses batch statistics in BatchNorm (and updates the running ones) and
         applies dropout (with the injected masks, if any).
         """
+        return {name: self._output(a) for name, a in self._activations(self._input(x), train).items()}
 
-    @abstractmethod
     def loss_and_grads(
         self, x: np.ndarray, t: np.ndarray, train: bool = True, input_grad: bool = False,
     ) -> tuple[float, dict[str, np.ndarray], np.ndarray | None]:
-        """Mean cross-entropy (+ L2 penalty), the gradient of every trainable tensor by name, and
-        the gradient with respect to ``x`` when ``input_grad`` (else None). Does not update."""
+        """Mean cross-entropy (+ L2 and L1 penalties), the gradient of every trainable tensor by
+        name, and the gradient with respect to ``x`` when ``input_grad`` (else None). No update."""
+        loss, grads, dx = self.package.loss_and_grads(self.model, self._input(x), self._labels(t),
+                                                      train=train, input_grad=input_grad)
+        return float(loss), grads, (None if dx is None else self._output(dx))
 
-    @abstractmethod
     def set_optimizer(self, name: str, **hparams: float) -> None:
         """Create a fresh optimizer (state zeroed) with the reference hyper-parameter names."""
+        self.optimizer = self.package.make_optimizer(name, self.model, **optimizer_hparams(name, **hparams))
+        self.optimizer_name = name
 
-    @abstractmethod
+    def _require_optimizer(self) -> object:
+        if self.optimizer is None:
+            raise RuntimeError("call set_optimizer(name, **hparams) first")
+        return self.optimizer
+
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of the current optimizer, keeping its state (for lr schedules)."""
+        self.package.set_lr(self._require_optimizer(), lr)
 
-    @abstractmethod
     def train_step(self, x: np.ndarray, t: np.ndarray) -> float:
         """One step in train mode: forward, backward, optimizer update. Returns the loss."""
+        optimizer = self._require_optimizer()
+        return float(self.package.train_step(self.model, optimizer, self._input(x), self._labels(t)))
 
-    @abstractmethod
     def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:
         """Fix the keep-masks of the Dropout layers (by layer name, activation-shaped, bool);
-        None returns to random masks. Kept units are scaled by 1 / (1 - ratio)."""
+        None returns to random masks."""
+        self.package.set_dropout_masks(self.model, masks)
 
     # --- shared helpers -----------------------------------------------------------------------
     def _canonical(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

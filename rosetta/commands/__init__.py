@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from rosetta.adapters import FRAMEWORKS, check_framework
-from rosetta.weights import MODEL_NAMES
+from rosetta.configs import MODEL_NAMES
+from rosetta.registry import FRAMEWORK_NAMES, PORTS, resolve
+
+FRAMEWORKS = FRAMEWORK_NAMES
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing; rosetta.cli prints it as a usage error (exit 2)."""
 
 
 def framework_arg(value: str) -> str:
-    """argparse type for --framework: unknown names exit 2 listing the choices."""
+    """argparse type for --framework: an alias resolves (keras -> tf); unknown names exit 2."""
     try:
-        check_framework(value)
+        return resolve(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
+
+
+def port_arg(value: str) -> str:
+    """argparse type for a port (a framework other than the NumPy reference)."""
+    name = framework_arg(value)
+    if name not in PORTS:
+        raise argparse.ArgumentTypeError(f"{value!r} is the reference, not a port; choose one of: "
+                                         f"{', '.join(PORTS)}")
+    return name
 
 
 def model_arg(value: str) -> str:
@@ -28,4 +42,4 @@ def formatter() -> type[argparse.HelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
 
 
-__all__ = ["FRAMEWORKS", "framework_arg", "formatter", "model_arg"]
+__all__ = ["FRAMEWORKS", "UsageError", "framework_arg", "formatter", "model_arg", "port_arg"]

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rosetta.cli import UsageError
+    from rosetta.commands import UsageError
 
     for name in ("repeat", "steps", "inference_size"):
         if getattr(args, name) < 1:

@@ -7,7 +7,7 @@ import json
 import time
 
 from rosetta.adapters import FRAMEWORKS, OPTIMIZERS, make_adapter
-from rosetta.commands import formatter, model_arg
+from rosetta.commands import formatter, framework_arg, model_arg
 from rosetta.commands._common import add_data_options, add_model_options, recipe
 from rosetta.training import (
     epoch_lr,
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=None, help="lr factor per epoch (1: constant)")
     add_model_options(p)
     add_data_options(p)
-    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS),
+    p.add_argument("--frameworks", nargs="+", type=framework_arg, default=list(FRAMEWORKS),
                    help="implementations to train (numpy is always the reference)")
     p.add_argument("--plot", metavar="PNG", help="learning curves, four lines per panel")
     p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation")
@@ -64,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
         for framework, adapter in adapters.items():
             adapter.set_lr(epoch_lr(float(r["lr"]), float(r["lr_decay"]), epoch))  # type: ignore[arg-type]
             start = time.perf_counter()
-            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]))
+            step_losses: list[float] = []
+            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]),
+                               on_step=lambda _, value, out=step_losses: out.append(value))
             results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
-            history[framework].append(results[framework].as_dict())
+            history[framework].append({**results[framework].as_dict(), "step_losses": step_losses})
         ref_params = adapters["numpy"].params()
         divergence = {f: max_param_divergence(a.params(), ref_params) for f, a in adapters.items()
                       if f != "numpy"}

@@ -8,6 +8,7 @@ import sys
 from rosetta.adapters import FrameworkNotInstalled
 from rosetta.commands import formatter, model_arg
 from rosetta.convert import NATIVE_FORMATS, SUFFIX, ConvertError, convert_from_native, convert_to_native
+from rosetta.registry import resolve_format
 from rosetta.weights import WeightFileError
 
 EPILOG = """examples:
@@ -31,10 +32,11 @@ from a canonical file instead, --model alone assumes the default hyper-parameter
 
 
 def _format(value: str) -> str:
-    if value not in NATIVE_FORMATS:
-        choices = ", ".join(NATIVE_FORMATS)
-        raise argparse.ArgumentTypeError(f"unknown format {value!r}; choose one of: {choices}")
-    return value
+    """argparse type for --to/--from: a native format, or a framework name for it (tf -> keras)."""
+    try:
+        return resolve_format(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

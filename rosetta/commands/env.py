@@ -11,10 +11,7 @@ import sys
 import numpy as np
 
 from rosetta.commands import formatter
-
-# framework -> (module to import, pip extra)
-FRAMEWORK_MODULES = {"torch": ("torch", "torch"), "tensorflow": ("tensorflow", "tf"),
-                     "chainer": ("chainer", "chainer")}
+from rosetta.registry import FRAMEWORKS, PORTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,23 +28,22 @@ def blas_info() -> str:
     return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
 
 
-def _import(name: str) -> tuple[object | None, str]:
+def _import(framework: str) -> tuple[object | None, str]:
+    """The framework's module, imported through its implementation package (Chainer's NumPy 2
+    shim included), or None and why not."""
+    entry = FRAMEWORKS[framework]
     try:
-        if name == "chainer":
-            from chainer_impl.compat import import_chainer
-
-            return import_chainer(), ""
-        if name == "tensorflow":
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up log quiet
-        return importlib.import_module(name), ""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up log quiet
+        importlib.import_module(entry.package)
+        return importlib.import_module(entry.module), ""
     except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _threads(name: str, module: object) -> str:
-    if name == "torch":
+def _threads(framework: str, module: object) -> str:
+    if framework == "torch":
         return f"intra-op threads {module.get_num_threads()}"  # type: ignore[attr-defined]
-    if name == "tensorflow":
+    if framework == "tf":
         intra = module.config.threading.get_intra_op_parallelism_threads()  # type: ignore[attr-defined]
         return f"intra-op threads {intra or 'auto'}"
     return "uses NumPy's BLAS"
@@ -61,15 +57,17 @@ def run(args: argparse.Namespace) -> int:
         if os.environ.get(var):
             print(f"            {var}={os.environ[var]}")
     missing = []
-    for name, (module_name, extra) in FRAMEWORK_MODULES.items():
-        module, error = _import(module_name)
+    for name in PORTS:
+        entry = FRAMEWORKS[name]
+        module, error = _import(name)
         if module is None:
             missing.append(name)
-            print(f"{name:<11} NOT IMPORTABLE ({error}); install: pip install 'mnist-rosetta[{extra}]'")
+            print(f"{name:<11} NOT IMPORTABLE ({error}); install: pip install 'mnist-rosetta[{entry.extra}]'")
             continue
-        print(f"{name:<11} {module.__version__}  imports: yes  {_threads(name, module)}")  # type: ignore[attr-defined]
+        version = module.__version__  # type: ignore[attr-defined]
+        print(f"{name:<11} {entry.module} {version}  imports: yes  {_threads(name, module)}")
     if missing:
-        print(f"{len(missing)} of 3 frameworks missing: {', '.join(missing)}")
+        print(f"{len(missing)} of {len(PORTS)} frameworks missing: {', '.join(missing)}")
         return 1
-    print("all four implementations can run (numpy, torch, tensorflow, chainer)")
+    print(f"all {len(FRAMEWORKS)} implementations can run ({', '.join(FRAMEWORKS)})")
     return 0

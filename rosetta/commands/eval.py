@@ -9,6 +9,7 @@ import numpy as np
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, model_arg
 from rosetta.commands._common import add_data_options
+from rosetta.registry import resolve
 from rosetta.training import load_splits
 from rosetta.weights import load_weights
 
@@ -19,10 +20,13 @@ EPILOG = """examples:
 
 
 def framework_or_all(value: str) -> str:
-    if value != "all" and value not in FRAMEWORKS:
+    if value == "all":
+        return value
+    try:
+        return resolve(value)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"unknown framework {value!r}; choose one of: {', '.join(FRAMEWORKS)}, all")
-    return value
+            f"unknown framework {value!r}; choose one of: {', '.join(FRAMEWORKS)}, all") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

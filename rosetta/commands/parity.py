@@ -9,9 +9,10 @@ import sys
 import time
 
 from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
-from rosetta.commands import formatter
-from rosetta.parity import DTYPES, QUANTITIES, Record, run_matrix, summarize
-from rosetta.weights import MODEL_NAMES, atomic_write_bytes
+from rosetta.commands import formatter, port_arg
+from rosetta.configs import MODEL_NAMES
+from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, run_matrix, summarize
+from rosetta.weights import atomic_write_bytes
 
 EPILOG = """examples:
   rosetta parity                                   # synthetic inputs, all ports, both dtypes
@@ -29,9 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "optimizer steps, BatchNorm and Dropout (and, with --data-dir, 100-step "
                        "trajectories on MNIST). Exit 1 on any failure.",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--framework", action="append", choices=PORTS,
+    p.add_argument("--framework", action="append", type=port_arg,
                    help="port(s) to check (repeatable; default: all three)")
-    p.add_argument("--model", action="append", choices=MODEL_NAMES, help="model(s) (default: both)")
+    p.add_argument("--model", action="append", choices=MODEL_NAMES,
+                   help=f"model(s) (default: all: {', '.join(MODEL_NAMES)})")
     p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype(s) (default: both)")
     p.add_argument("--data-dir", default=None,
                    help="MNIST folder: adds the trajectory section (default: $MNIST_DIR if set "
@@ -50,8 +52,10 @@ def format_table(records: list[Record]) -> str:
     """One row per (model, framework, dtype), one column per quantity: worst rel err, pass mark."""
     worst = summarize(records)
     present = [q for q in QUANTITIES if any(k[3] == q for k in worst)]
-    rows = sorted({k[:3] for k in worst}, key=lambda k: (MODEL_NAMES.index(k[0]), PORTS.index(k[1]), k[2]))
-    header = f"{'model':<5} {'framework':<8} {'dtype':<8} " + " ".join(f"{q:>11}" for q in present)
+    order = [c.label for c in CASES]
+    rows = sorted({k[:3] for k in worst}, key=lambda k: (order.index(k[0]), PORTS.index(k[1]), k[2]))
+    width = max(len("case"), *(len(r[0]) for r in rows)) if rows else len("case")
+    header = f"{'case':<{width}} {'framework':<8} {'dtype':<8} " + " ".join(f"{q:>11}" for q in present)
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = []
@@ -59,7 +63,7 @@ def format_table(records: list[Record]) -> str:
             r = worst.get((*row, q))
             cells.append(f"{'-':>11}" if r is None else f"{r.max_rel_err:>9.1e} {'ok' if r.passed else '!!'}"
                          .rjust(11))
-        lines.append(f"{row[0]:<5} {row[1]:<8} {row[2]:<8} " + " ".join(cells))
+        lines.append(f"{row[0]:<{width}} {row[1]:<8} {row[2]:<8} " + " ".join(cells))
     return "\n".join(lines)
 
 

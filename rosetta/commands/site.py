@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rosetta.cli import UsageError
+    from rosetta.commands import UsageError
     from rosetta.site import RegionError, build_site, load_parity_json, quick_parity
 
     notes: list[str] = []

@@ -105,7 +105,7 @@ class Scenario:
         hparams: dict[str, object] = {}
         if self.batchnorm != "none":
             hparams["use_batchnorm"] = True
-        if self.dropout:
+        if _has_field(self.model, "dropout_ratio"):  # explicit: a config may default to Dropout
             hparams["dropout_ratio"] = self.dropout
         return make_config(self.model, **hparams)
 
@@ -119,7 +119,18 @@ def _has_field(model: str, name: str) -> bool:
     return any(f.name == name for f in dataclasses.fields(make_config(model)))
 
 
-def scenarios(framework: str, models: Sequence[str] = MODEL_NAMES,
+def implemented_models(frameworks: Sequence[str] = FRAMEWORKS) -> tuple[str, ...]:
+    """The models of the suite that the reference and every one of ``frameworks`` implement (a
+    model file ``config.module`` in each package of this checkout; found without importing the
+    frameworks)."""
+    from rosetta.registry import FRAMEWORKS as TABLE
+
+    packages = [TABLE["numpy"].package, *(TABLE[f].package for f in frameworks)]
+    return tuple(m for m in MODEL_NAMES
+                 if all((ROOT / p / f"{make_config(m).module}.py").is_file() for p in packages))
+
+
+def scenarios(framework: str, models: Sequence[str] | None = None,
               dtypes: Sequence[str] = DTYPES, pitfalls: bool = True, quick: bool = False) -> list[Scenario]:
     """Every run of ``framework``: each model plain in every dtype; in float64 (where a mismatch
     cannot hide in round-off) with BatchNorm synchronised and per replica, with Dropout (where its
@@ -132,6 +143,8 @@ def scenarios(framework: str, models: Sequence[str] = MODEL_NAMES,
     """
     def is_mlp(model: str) -> bool:
         return _has_field(model, "hidden_sizes")
+
+    models = implemented_models([framework]) if models is None else models
 
     if quick:
         # ChainerMN: the MLP only (its CNN step is the slowest of the three; the command runs it)
@@ -510,7 +523,7 @@ class Report:
         raise KeyError(f"no {framework} run of {want}")
 
 
-def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] = MODEL_NAMES,
+def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] | None = None,
         dtypes: Sequence[str] = DTYPES, data_dir: str | os.PathLike[str] | None = None,
         pitfalls: bool = True, timeout: float | None = None, quick: bool = False) -> Report:
     """Every scenario of every framework against the reference (see the module docstring)."""
@@ -519,6 +532,7 @@ def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] = MODEL_NA
     if data_key not in _DATA:
         _DATA[data_key] = make_data(data_dir)
     data = _DATA[data_key]
+    models = implemented_models(frameworks) if models is None else models
     plans = {f: scenarios(f, models, dtypes, pitfalls, quick) for f in frameworks}
 
     def references() -> None:

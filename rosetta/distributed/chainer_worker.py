@@ -116,7 +116,8 @@ def run_scenario(scenario: Scenario, comm: object, data: dict[str, np.ndarray], 
             adapter.set_dropout_masks({n: m[mask_rows(scenario, rank)] for n, m in masks.items()})
         # The port's train step (chainer_impl.train.train_step) with the multi-node optimizer:
         # its update() averages the gradients over the ranks (multi_node_mean_grad) first.
-        loss = loss_fn(model, x[start:start + GLOBAL_BATCH][rows], t[start:start + GLOBAL_BATCH][rows])
+        logits = model.forward(x[start:start + GLOBAL_BATCH][rows], train=True)
+        loss = loss_fn(model, logits, t[start:start + GLOBAL_BATCH][rows])
         model.cleargrads()
         loss.backward()
         optimizer.update()

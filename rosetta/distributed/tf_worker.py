@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,25 @@ def _swap_layers(model: object, scenario: Scenario, dtype: str) -> dict[str, tf.
     return masks
 
 
+def variable_table(model: object) -> dict[str, tuple[object, tuple[int, ...] | None]]:
+    """Canonical name -> (Keras variable, permutation), from the port's conversion table
+    (tf_impl.weights.CONVERSIONS) applied to the layers the model holds now: the swapped layers
+    are not tracked by Keras, so tf_impl.weights.conversions, which checks the tracked variables,
+    would refuse the model."""
+    from tf_impl.weights import CONVERSIONS
+
+    table = {}
+    for name in param_spec(model.config):
+        layer, _ = name.split(".")
+        (native, perm), = [(n, p) for pattern, n, p in CONVERSIONS if fnmatchcase(name, pattern)]
+        table[name] = (getattr(getattr(model, layer), native), perm)
+    return table
+
+
+def _to_canonical(native: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
+    return np.ascontiguousarray(native if perm is None else np.transpose(native, np.argsort(perm)))
+
+
 def _native_shape(config: object) -> tuple[int, ...]:
     from rosetta.distributed import input_shape
 
@@ -143,18 +163,17 @@ def _spread(strategy: tf.distribute.Strategy, variables: Sequence[tf.Variable]) 
 def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dict[str, np.ndarray],
                  folder: Path) -> None:
     from rosetta.adapters import make_adapter, optimizer_hparams
-    from tf_impl.optimizers import OPTIMIZER_CLASSES
+    from tf_impl.optimizers import OPTIMIZERS
     from tf_impl.train import loss_fn
-    from tf_impl.weights import conversions, dump_canonical
 
     config, dtype = scenario.config(), scenario.dtype
     initial = init_params(config, seed=0, dtype=dtype)
     with strategy.scope():
         model = make_adapter("tf", config, initial, dtype).model
         masks = _swap_layers(model, scenario, dtype)
-        variables = {name: var for name, var, _ in conversions(model)}
-        trainable = [variables[n] for n in trainable_names(config)]
-        optimizer = OPTIMIZER_CLASSES["sgd"](trainable, **optimizer_hparams("sgd", lr=scenario.lr))
+        table = variable_table(model)
+        trainable = [table[n][0] for n in trainable_names(config)]
+        optimizer = OPTIMIZERS["sgd"](trainable, **optimizer_hparams("sgd", lr=scenario.lr))
     # NOTE(framework:loss-per-replica-batch): MirroredStrategy sums the replicas' gradients (as
     # a Keras optimizer's apply_gradients does inside strategy.run), so each replica's loss must
     # be its share of the global mean: mean over its rows x LOCAL_BATCH / GLOBAL_BATCH (what
@@ -189,7 +208,7 @@ def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dic
         for name, mask in _scenario_masks(data, scenario, s).items():
             masks[name].assign(tf.constant(native(mask).astype(dtype)))
         step(shard(x[start:start + GLOBAL_BATCH]), shard(t[start:start + GLOBAL_BATCH]))
-        params = dump_canonical(model)
+        params = {name: _to_canonical(var.numpy(), perm) for name, (var, perm) in table.items()}
         for name in sync_bns:
             layer = getattr(model, name.split(".")[0])
             params[name] = running_var_from_biased(params[name], initial[name], layer.momentum, s + 1,
