@@ -656,29 +656,6 @@ def rescale_running_var(stored: np.ndarray, initial: np.ndarray, momentum: float
     return decay * initial + (stored - decay * initial) * factor
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 3 and args[0] == "torch":
-        from rosetta.distributed.torch_worker import worker
-
-        worker(int(args[1]), Path(args[2]))
-        return 0
-    if len(args) == 2 and args[0] == "tf":
-        from rosetta.distributed.tf_worker import worker
-
-        worker(Path(args[1]))
-        return 0
-    if len(args) == 2 and args[0] == "chainer":
-        from rosetta.distributed.chainer_worker import worker as chainer_worker
-
-        chainer_worker(Path(args[1]))
-        return 0
-    print("usage: python -m rosetta.distributed torch RANK FOLDER | tf FOLDER | chainer FOLDER "
-          "(chainer under mpirun)", file=sys.stderr)
-    return 2
-
-
-
 # --------------------------------------------------------------------------------------------
 # ``rosetta parity --distributed``
 
