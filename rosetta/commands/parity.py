@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from rosetta.distributed import DTYPES as DIST_DTYPES
         from rosetta.distributed import cli
 
-        return cli(args.framework, args.model or MODEL_NAMES, args.dtype or DIST_DTYPES,
+        return cli(args.framework, args.model, args.dtype or DIST_DTYPES,
                    args.data_dir or os.environ.get("MNIST_DIR"), args.json)
     frameworks = args.framework or list(PORTS)
     available = []

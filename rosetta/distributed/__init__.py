@@ -672,10 +672,11 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def cli(frameworks: Sequence[str] | None, models: Sequence[str], dtypes: Sequence[str],
+def cli(frameworks: Sequence[str] | None, models: Sequence[str] | None, dtypes: Sequence[str],
         data_dir: str | None, json_path: str | None) -> int:
     """The ``--distributed`` section of ``rosetta parity``; exit status 1 on any failure.
-    ``frameworks`` None: torch, tf and, where MPI is installed, chainer."""
+    ``frameworks`` None: torch, tf and, where MPI is installed, chainer; ``models`` None: every
+    model that the reference and those frameworks implement."""
     from rosetta.weights import atomic_write_bytes
 
     if frameworks is None:
@@ -691,6 +692,14 @@ def cli(frameworks: Sequence[str] | None, models: Sequence[str], dtypes: Sequenc
             print(f"rosetta parity --distributed: framework {framework!r} is not installed; install it "
                   f"with: pip install 'mnist-rosetta[{framework}]'", file=sys.stderr)
             return 1
+    available = implemented_models(frameworks)
+    missing = [m for m in (models or ()) if m not in available]
+    if missing:
+        print(f"rosetta parity --distributed: model {missing[0]!r} is not implemented in every package "
+              f"of {', '.join(['numpy', *frameworks])} yet (implemented: {', '.join(available)})",
+              file=sys.stderr)
+        return 1
+    models = list(models or available)
     source = f"MNIST from {data_dir}" if data_dir else "synthetic images (pass --data-dir for MNIST)"
     print(f"data-parallel parity: {WORLD_SIZE} workers x {LOCAL_BATCH} = global batch {GLOBAL_BATCH}, "
           f"{STEPS} SGD steps (lr {LR:g}), {source}; parameters after every step and predictions on "
