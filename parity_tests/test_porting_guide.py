@@ -879,6 +879,76 @@ def test_chainer_cover_all() -> None:
 
 
 # ============================================================================================
+# Data-parallel training (one run of rosetta.distributed, shared with test_distributed.py)
+
+
+def _data_parallel(slug: str) -> dict[str, float]:
+    from conftest import mnist_dir_or_skip
+
+    from rosetta import distributed
+
+    return distributed.pitfall_sizes(distributed.cached_run(str(mnist_dir_or_skip())))[slug]
+
+
+@measure("grads-summed", "torch", "tf")
+def measure_grads_summed() -> dict[str, float]:
+    return _data_parallel("grads-summed")
+
+
+def test_grads_summed() -> None:
+    m = measured("grads-summed")
+    assert m["torch"] > 0.1  # twice the SGD step, 20 times
+    assert m["fixed"] < 1e-12
+
+
+@measure("loss-per-replica-batch", "torch", "tf")
+def measure_loss_per_replica_batch() -> dict[str, float]:
+    return _data_parallel("loss-per-replica-batch")
+
+
+def test_loss_per_replica_batch() -> None:
+    m = measured("loss-per-replica-batch")
+    assert m["tf"] > 0.1
+    assert m["fixed"] < 1e-12
+
+
+@measure("bn-per-replica", "torch", "tf")
+def measure_bn_per_replica() -> dict[str, float]:
+    return _data_parallel("bn-per-replica")
+
+
+def test_bn_per_replica() -> None:
+    m = measured("bn-per-replica")
+    for key in ("torch-mlp", "torch-cnn"):
+        assert m[key] > 1e-2, key
+        assert m[f"{key}-predictions"] < 1.0, key  # some test predictions change
+    assert m["sync"] < 1e-12
+
+
+@measure("dropout-same-mask", "torch", "tf")
+def measure_dropout_same_mask() -> dict[str, float]:
+    return _data_parallel("dropout-same-mask")
+
+
+def test_dropout_same_mask() -> None:
+    m = measured("dropout-same-mask")
+    assert m["torch"] > 0.1
+    assert m["fixed"] < 1e-12
+
+
+@measure("lr-rescale", "torch", "tf")
+def measure_lr_rescale() -> dict[str, float]:
+    return _data_parallel("lr-rescale")
+
+
+def test_lr_rescale() -> None:
+    m = measured("lr-rescale")
+    assert m["same-lr-distance"] < 0.8  # half the steps: the parameters travel clearly less
+    assert abs(m["scaled-lr-distance"] - 1.0) < 0.05  # linear scaling restores the travel
+    assert m["scaled-lr-error"] < m["same-lr-error"]
+
+
+# ============================================================================================
 # The course's own traps
 
 
