@@ -118,7 +118,7 @@ class _Array:
         dtype = self.dtype.dtype()
         flat = np.frombuffer(self.data, dtype=dtype, count=math.prod(self.shape))
         arr = flat.reshape(self.shape, order="F" if self.fortran else "C")
-        return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))  # a native-order copy
+        return np.array(arr, dtype=dtype.newbyteorder("="), order="C")  # a writable native-order copy
 
 
 class _Refused(Exception):
@@ -466,7 +466,7 @@ def parse_course_npz(raw: bytes, source: str = "<bytes>") -> dict[str, np.ndarra
                     raise CourseFileError(f"{source}: tensor {name!r} is truncated ({len(data)} of "
                                           f"{nbytes} bytes)")
                 arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-                arrays[name] = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))
+                arrays[name] = np.array(arr, dtype=dtype.newbyteorder("="), order="C")
     except CourseFileError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError,
@@ -806,35 +806,66 @@ DEFAULT_REASONS = {
     "bn_eps": "the course's BatchNormalization eps 1e-6 (10e-7)",
     "dropout_mode": "the course's Dropout: scale by 1 - ratio at test time",
     "dropout_ratio": "the book's DeepConvNet Dropout(0.5)",
-    "output_activation": "identity: softmax at the output (same argmax as the course's predict)",
 }
-EVAL_IRRELEVANT = ("weight_decay", "weight_decay_l1", "bn_momentum")
+
+
+def assumed_reason(config: ModelConfig, name: str, defaults: Mapping[str, object]) -> str:
+    """Why a hyper-parameter nobody gave has its value, and whether it matters at eval."""
+    uses_bn = getattr(config, "use_batchnorm", False)
+    ratio = getattr(config, "dropout_ratio", 0.0)
+    if name in ("bn_eps", "bn_momentum") and not uses_bn:
+        return "unused: no BatchNorm"
+    if name == "dropout_mode" and ratio == 0:
+        return "unused: no Dropout"
+    if name in defaults:
+        return DEFAULT_REASONS.get(name, "the course's")
+    if name in ("weight_decay", "weight_decay_l1", "bn_momentum"):
+        return "default; used only in training"
+    if name == "output_activation":
+        return "default: softmax of the last affine output (the course's predict: the same argmax)"
+    if name == "dropout_ratio":
+        return ("no Dropout assumed: a ratio cannot be seen in the tensors; pass --dropout RATIO "
+                "if the network had Dropout")
+    if name == "dropout_mode":
+        return "default; pass --dropout-mode course if it was trained with the course's Dropout"
+    if name == "bn_eps":
+        return "default; pass --bn-eps if it was trained with another"
+    return "default"
 
 
 def build_course_config(
     model: str, fixed: Mapping[str, object], options: Mapping[str, object], option_names: Mapping[str, str],
-    source: str,
+    source: str, defaults: Mapping[str, object] | None = None,
 ) -> tuple[ModelConfig, dict[str, str], dict[str, str]]:
-    """The config from the shapes (``fixed``), the options and the course's defaults.
+    """The config from the shapes (``fixed``), the options and ``defaults`` (the course's,
+    :func:`course_defaults`, unless given), over the model's own defaults.
 
     Returns (config, from_options, assumed). Raises CourseFileError where an option contradicts
     the tensors or where nothing settles a hyper-parameter that changes the result.
     """
+    defaults = course_defaults(model) if defaults is None else dict(defaults)
     fixed = dict(fixed)
     kernels = fixed.pop("conv_kernels", None)
-    values: dict[str, object] = {**course_defaults(model)}
+    values: dict[str, object] = {**defaults}
     from_options: dict[str, str] = {}
+    known = set(_init_fields(make_config(model)))
     for name, value in options.items():
-        if name in fixed and fixed[name] != value:
-            raise CourseFileError(f"{source}: {option_names.get(name, name)} {_fmt(value)} contradicts the "
-                                  f"tensors' {name}={_fmt(fixed[name])}")
+        if name not in known:
+            raise CourseFileError(f"{source}: {option_names.get(name, name)} does not apply to a "
+                                  f"{model} model")
+        if name in fixed:
+            if fixed[name] != value:
+                raise CourseFileError(f"{source}: {option_names.get(name, name)} {_fmt(value)} contradicts "
+                                      f"the tensors' {name}={_fmt(fixed[name])}")
+            continue  # the tensors say so already
+        from_options[name] = option_names.get(name, name)
         if name == "conv_params" and kernels is not None:
-            got = tuple((fn, k) for fn, k, _, _ in value)  # type: ignore[union-attr]
+            got = tuple((fn, k) for fn, k, _, _ in value)  # type: ignore[attr-defined]
             if got != tuple(kernels):
                 raise CourseFileError(f"{source}: {option_names.get(name, name)} gives filters "
                                       f"{list(got)}, the tensors W1..W6 hold {list(kernels)}")
+            from_options[name] += "; filter_num and filter_size agree with W1..W6"
         values[name] = value
-        from_options[name] = option_names.get(name, name)
     if model == "mlp" and "activation" not in values:
         raise CourseFileError(
             f"{source}: the activation of a {_fmt(fixed.get('hidden_sizes'))} MLP cannot be seen in its "
@@ -845,16 +876,8 @@ def build_course_config(
         config = make_config(model, **{**values, **fixed})
     except ValueError as exc:
         raise CourseFileError(f"{source}: {exc}") from None
-    assumed = {}
-    for f in _init_fields(config):
-        if f in fixed or f in from_options or f == "input_dim":
-            continue
-        if f in course_defaults(model):
-            assumed[f] = DEFAULT_REASONS.get(f, "the course's")
-        elif f in EVAL_IRRELEVANT:
-            assumed[f] = "default; used only in training"
-        else:
-            assumed[f] = "default"
+    assumed = {f: assumed_reason(config, f, defaults) for f in _init_fields(config)
+               if f not in fixed and f not in from_options and f != "input_dim"}
     return config, from_options, assumed
 
 
@@ -882,19 +905,24 @@ def import_course_params(
         raise CourseFileError(f"{source}: holds a {network} ({found_model}), not a {model!r} model")
     config, from_options, assumed = build_course_config(found_model, fixed, options, option_names, source)
     params, names = to_canonical(arrays, config, source)
-    return CourseImport(params, config, network, names,
-                        {k: v for k, v in why.items() if k != "conv_kernels"}, from_options, assumed)
+    from_tensors = {k: v for k, v in why.items() if k in fixed and k != "conv_kernels"}
+    return CourseImport(params, config, network, names, from_tensors, from_options, assumed)
+
+
+def describe_sources(config: ModelConfig, groups: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One line per hyper-parameter: value, where it came from (group title) and why."""
+    lines = []
+    for title, group in groups.items():
+        for name, reason in group.items():
+            lines.append(f"  {title + ':':<17} {name}={_fmt(getattr(config, name))}  ({reason})")
+    return lines
 
 
 def describe_import(imp: CourseImport) -> list[str]:
     """The lines ``convert --from dlfs`` prints: the network, every value and where it came from."""
-    cfg = imp.config
-    lines = [f"course network: {imp.network} -> {cfg.name}"]
-    for title, group in (("from the tensors", imp.from_tensors), ("from options", imp.from_options),
-                         ("assumed", imp.assumed)):
-        for name, reason in group.items():
-            value = getattr(cfg, name)
-            lines.append(f"  {title + ':':<17} {name}={_fmt(value)}  ({reason})")
+    lines = [f"course network: {imp.network} -> {imp.config.name}"]
+    lines += describe_sources(imp.config, {"from the tensors": imp.from_tensors,
+                                           "from options": imp.from_options, "assumed": imp.assumed})
     lines.append("  names: " + ", ".join(f"{c}->{n}" for c, n in imp.names.items()))
     lines += [f"  note: {n}" for n in imp.notes]
     return lines

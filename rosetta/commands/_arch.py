@@ -149,7 +149,8 @@ def add_architecture_options(parser: argparse.ArgumentParser, weight_decay: bool
                    help="cnn: filters; deepcnn: six values, conv1..conv6")
     g.add_argument("--filter-size", type=_int_at_least(1), nargs="+", metavar="K",
                    help="cnn: kernel size; deepcnn: six values")
-    g.add_argument("--pad", type=_int_at_least(0), nargs="+", metavar="P", help="cnn: pad; deepcnn: six values")
+    g.add_argument("--pad", type=_int_at_least(0), nargs="+", metavar="P",
+                   help="cnn: pad; deepcnn: six values")
     g.add_argument("--stride", type=_int_at_least(1), nargs="+", metavar="S",
                    help="cnn: stride; deepcnn: six values")
 
