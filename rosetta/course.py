@@ -11,7 +11,8 @@ array pickle uses itself; the only globals it admits are, by name:
 * ``numpy.ndarray`` (only as that argument) and ``numpy.dtype`` (plain numeric codes only);
 * ``numpy.core.numeric._frombuffer`` / ``numpy._core.numeric._frombuffer``: what NumPy's own
   ``__reduce_ex__`` writes for protocol 5;
-* ``_codecs.encode`` with ``'latin1'``: how protocol 2 stores ``bytes`` (the raw array data).
+* ``_codecs.encode`` with ``'latin1'``: how protocol 2 stores ``bytes`` (the raw array data), and
+  ``bytes()`` without arguments (``__builtin__.bytes``): how it stores empty ``bytes``.
 
 None of them is imported or called: each is recognised by name and its effect (an array from
 validated shape, dtype and bytes) is computed here. Any other global is refused when the opcode
@@ -69,6 +70,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], str] = {
     ("numpy.core.numeric", "_frombuffer"): "frombuffer",
     ("numpy._core.numeric", "_frombuffer"): "frombuffer",
     ("_codecs", "encode"): "encode",
+    ("__builtin__", "bytes"): "bytes",  # protocol 2's empty bytes (a zero-size array's data)
+    ("builtins", "bytes"): "bytes",
 }
 # numpy.dtype codes an array pickle may name (plain numbers; object/structured/strings refused).
 DTYPE_CODES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"})
@@ -226,6 +229,10 @@ class _Interpreter:
                 return args[0].encode("latin1")
             except UnicodeEncodeError:
                 raise _Refused("_codecs.encode of a string that is not latin-1") from None
+        if func.kind == "bytes":
+            if args != ():
+                raise _Refused(f"{func.module}.{func.name} called with arguments (only bytes() is admitted)")
+            return b""
         raise _Refused(f"{func.module}.{func.name} cannot be called")
 
     def build(self, obj: object, state: object) -> None:
