@@ -494,7 +494,7 @@ def read_course_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray
 
 
 # --- the course-name map and the architecture ----------------------------------------------------
-# NOTE(framework:course-names): the course names tensors by position (W1, b1, ... and gamma1,
+# NOTE(framework): course-names: the course names tensors by position (W1, b1, ... and gamma1,
 # beta1 for the BatchNorm after affine 1), the contract by layer (fc1.W, conv1.W, bn1.gamma);
 # layouts already agree (affine W (in, out), conv W OIHW, flatten (C, H, W)), so the import is a
 # renaming. The course's BatchNorm keeps running_mean/running_var outside ``params``: its files
