@@ -39,10 +39,15 @@ BOOK_ACCURACY = {"ch03": 0.9352, "ch07": 0.9600, "ch08": 0.9797}
 BOOK_SUBSET = {"ch03": 10_000, "ch07": 2000, "ch08": 1000}
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def require_module(module: str, why: str) -> None:
-    """Skip until ``module`` exists, or fail under ROSETTA_REQUIRE_ALL=1."""
+    """Skip until ``module`` exists in this checkout, or fail under ROSETTA_REQUIRE_ALL=1."""
     try:
-        importlib.import_module(module)
+        found = importlib.import_module(module)
+        if not Path(str(found.__file__)).resolve().is_relative_to(ROOT):
+            raise ImportError(f"found only outside this checkout, at {found.__file__}")
     except ImportError as exc:
         if require_all():
             pytest.fail(f"ROSETTA_REQUIRE_ALL=1 but {module} cannot be imported ({exc}): {why}")
