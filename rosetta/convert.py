@@ -528,6 +528,21 @@ def honest_native_config(
     return config, lines
 
 
+def load_canonical_or_hint(path: str | os.PathLike[str], model: str | None = None,
+                           ) -> tuple[dict[str, np.ndarray], ModelConfig]:
+    """:func:`rosetta.weights.load_weights`; a file that is not a canonical one gets the
+    ``rosetta convert --from`` command that reads it added to the error."""
+    try:
+        return load_weights(path, model=model)
+    except WeightFileError as exc:
+        message = str(exc)
+        if "not a safetensors weight file" in message or "not an mnist-rosetta weight file" in message:
+            hint = native_hint(path)
+            if hint:
+                raise WeightFileError(f"{message}; {hint}") from None
+        raise
+
+
 def native_hint(path: str | os.PathLike[str]) -> str | None:
     """For a file given where a canonical weight file is expected: the ``convert`` command that
     reads it, or None when it looks like nothing known."""

@@ -214,14 +214,6 @@ def save_weights(
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
-def _with_hint(path: Path, message: str) -> str:
-    """``message`` plus the ``rosetta convert --from`` command that reads a native file."""
-    from rosetta.convert import native_hint  # late: rosetta.convert builds on this module
-
-    hint = native_hint(path)
-    return f"{message}; {hint}" if hint else message
-
-
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata header of a weight file, validated for format and version."""
     path = Path(path)
@@ -240,11 +232,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     except OSError as exc:
         raise WeightFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise WeightFileError(_with_hint(path, f"{path}: not a safetensors weight file ({exc})")) from None
+        raise WeightFileError(f"{path}: not a safetensors weight file ({exc})") from None
     meta = header.get("__metadata__") or {}
     if meta.get("format") != "mnist-rosetta":
-        raise WeightFileError(_with_hint(path, f"{path}: not an mnist-rosetta weight file (metadata "
-                                         f"'format' is {meta.get('format')!r})"))
+        raise WeightFileError(f"{path}: not an mnist-rosetta weight file (metadata 'format' is "
+                              f"{meta.get('format')!r})")
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise WeightFileError(f"{path}: format_version {meta.get('format_version')!r} is not "
                               f"supported (this version reads {FORMAT_VERSION})")
