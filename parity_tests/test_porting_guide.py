@@ -1111,3 +1111,37 @@ def test_guide_numbers() -> None:
         if require_all():
             pytest.fail(message)
         pytest.skip(message)
+
+
+@measure("course-names")
+def measure_course_names() -> dict[str, float]:
+    from reference_numpy.mlp import MLP
+    from rosetta.course import import_course_params
+
+    rng = _rng()
+    sizes = [784, 50, 100, 10]
+    course = {}
+    for i in range(1, 4):
+        course[f"W{i}"] = rng.standard_normal((sizes[i - 1], sizes[i])) * 0.3
+        course[f"b{i}"] = rng.standard_normal(sizes[i]) * 0.3
+    x = _rng(1).random((500, 784))
+
+    def book_predict(x: np.ndarray) -> np.ndarray:  # the course's ch03 predict, softmax left out
+        h = 1 / (1 + np.exp(-(x @ course["W1"] + course["b1"])))
+        h = 1 / (1 + np.exp(-(h @ course["W2"] + course["b2"])))
+        return h @ course["W3"] + course["b3"]
+
+    book = book_predict(x)
+    out = {}
+    for activation in ("sigmoid", "relu"):
+        imp = import_course_params(course, "course.pkl", {"activation": activation})
+        logits = MLP(imp.config, params=imp.params, dtype="float64").forward(x)
+        out[activation] = logits
+    return {"relu-for-sigmoid": float(np.mean(np.argmax(out["relu"], 1) != np.argmax(book, 1))),
+            "fixed": float(np.max(np.abs(out["sigmoid"] - book)) / np.max(np.abs(book)))}
+
+
+def test_course_names() -> None:
+    m = measured("course-names")
+    assert m["relu-for-sigmoid"] > 0.1  # the activation cannot be guessed: refused without --activation
+    assert m["fixed"] < 1e-14
