@@ -55,6 +55,26 @@ def mnist_dir() -> Path:
     return mnist_dir_or_skip()
 
 
+DLFS_FILES = ("ch03-sample_weight.pkl", "ch07-params.pkl", "ch08-deep_convnet_params.pkl")
+
+
+def dlfs_weights_dir_or_skip() -> Path:
+    """The book's trained parameter files from $DLFS_WEIGHTS_DIR; skip without them (fail under
+    REQUIRE_ALL)."""
+    value = os.environ.get("DLFS_WEIGHTS_DIR")
+    if not value or not all((Path(value) / name).is_file() for name in DLFS_FILES):
+        message = f"DLFS_WEIGHTS_DIR is not set to a folder with {', '.join(DLFS_FILES)}"
+        if require_all():
+            pytest.fail(f"ROSETTA_REQUIRE_ALL=1 but {message}")
+        pytest.skip(message)
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def dlfs_weights_dir() -> Path:
+    return dlfs_weights_dir_or_skip()
+
+
 # --- helpers the port tests share ------------------------------------------------------------
 
 PORT_CONFIGS = {

@@ -10,6 +10,7 @@ from conftest import require_framework
 
 from rosetta.bench import forward_flops, memory_probe, phase_flops
 from rosetta.cli import main
+from rosetta.configs import MODEL_NAMES
 from rosetta.weights import make_config
 
 
@@ -27,20 +28,31 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     require_framework("torch")
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
+    # --threads 0: the libraries' thread counts are process-wide; the suite's other tests keep theirs.
     assert main(["bench", "--repeat", "1", "--steps", "1", "--inference-size", "200", "--no-memory",
-                 "--impl", "numpy", "--impl", "torch", "--json", str(out), "--markdown", str(md)]) == 0
+                 "--threads", "0", "--impl", "numpy", "--impl", "torch", "--json", str(out),
+                 "--markdown", str(md)]) == 0
     text = capsys.readouterr().out
     assert "torch.get_num_threads" in text and "targets" in text
     result = json.loads(out.read_text())
     records = result["records"]
     assert {(r["impl"], r["model"], r["phase"]) for r in records} == {
-        (i, m, p) for i in ("numpy", "torch") for m in ("mlp", "cnn") for p in ("train_step", "inference")}
+        (i, m, p) for i in ("numpy", "torch") for m in MODEL_NAMES for p in ("train_step", "inference")}
     for r in records:
         assert set(r) >= {"impl", "model", "phase", "median_s", "min_s", "max_s", "ratio_vs_torch",
-                          "efficiency", "peak_mem_mb"}
+                          "ratio_vs_fastest", "fastest", "efficiency", "peak_mem_mb"}
         assert r["min_s"] <= r["median_s"] <= r["max_s"] and r["efficiency"] > 0
         if r["impl"] == "torch":
             assert r["ratio_vs_torch"] == 1.0
+        # The fastest of a model and phase is the lower median of the two; its own ratio is 1.
+        pair = [q for q in records if q["model"] == r["model"] and q["phase"] == r["phase"]]
+        assert r["fastest"] == min(pair, key=lambda q: q["median_s"])["impl"]
+        if r["impl"] == r["fastest"]:
+            assert r["ratio_vs_fastest"] == 1.0
+    targets = {(t["impl"], t["vs"], t["model"], t["phase"]) for t in result["targets"]}
+    for model, phase in (("cnn", "train_step"), ("cnn", "inference"), ("mlp", "train_step")):
+        assert ("numpy", "fastest (torch)", model, phase) in targets  # the one other implementation
+    assert result["machine"]["thread_limit"] == {"threads": "library defaults"}
     assert result["machine"]["gemm_gflops_float32"] > 0
     assert md.read_text().startswith("| model |")
 
@@ -58,3 +70,35 @@ def test_bench_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["bench", "--impl", "jax"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--threads", "-1"])
+    assert info.value.code == 2 and "--threads must be 0" in capsys.readouterr().err
+
+
+def test_limit_threads_sets_torch_and_openblas() -> None:
+    require_framework("torch")
+    import torch
+
+    from rosetta.bench import limit_threads
+
+    before = torch.get_num_threads()
+    try:
+        done = limit_threads(1, ["torch"])
+        assert done["torch"] == "1" and torch.get_num_threads() == 1
+        assert done["openblas"].startswith("1 (")  # NumPy's wheels bundle OpenBLAS
+    finally:
+        limit_threads(before, ["torch"])
+    assert torch.get_num_threads() == before
+
+
+def test_bench_models_come_from_one_table() -> None:
+    from rosetta.bench import BENCH_MODELS, MODELS, model_class
+    from rosetta.commands.bench import add_parser
+
+    assert MODELS == tuple(BENCH_MODELS) and set(MODELS) >= {"mlp", "cnn"}
+    assert model_class("numpy", "cnn").__module__ == "reference_numpy.cnn"
+    import argparse
+
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    model_choices = next(a.choices for a in parser._actions if a.dest == "model")
+    assert tuple(model_choices) == (*MODELS, "all")

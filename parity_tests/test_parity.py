@@ -51,14 +51,20 @@ def test_gradients(case: Case, framework: str, dtype: str) -> None:
     assert_parity(records, case, framework, dtype)
 
 
-@pytest.mark.parametrize("defaults", [False, True], ids=["conditioned", "course-defaults"])
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("case,framework,dtype", combos("optimizer"))
+def optimizer_combos() -> list:
+    return [pytest.param(c, f, d, o, defaults, id=f"{c.label}-{f}-{d}-{o}-{label}")
+            for c in parity.CASES if "optimizer" in c.sections for f in PORTS for d in parity.DTYPES
+            for o in c.optimizers
+            for defaults, label in ((False, "conditioned"), (True, "course-defaults"))
+            if c.optimizer_defaults or not defaults]
+
+
+@pytest.mark.parametrize("case,framework,dtype,optimizer,defaults", optimizer_combos())
 def test_optimizer_steps(case: Case, framework: str, dtype: str, optimizer: str, defaults: bool) -> None:
     require_framework(framework)
     records = parity.check_optimizer(case, framework, dtype, optimizer, defaults=defaults)
     steps = {r.tensor.split(":")[0] for r in records}
-    assert len(steps) == parity.OPTIMIZER_STEPS
+    assert len(steps) == case.optimizer_steps
     assert_parity(records, case, framework, dtype)
 
 
@@ -113,6 +119,8 @@ def test_every_case_runs_forward_and_grads_and_each_section_somewhere() -> None:
         sections = {s for c in parity.cases([model]) for s in c.sections}
         assert {"forward", "grads", "optimizer", "trajectory"} <= sections, model
         assert sections & {"batchnorm", "dropout"}, model
+    assert all(set(OPTIMIZERS) <= set(c.optimizers) for c in parity.cases(["mlp", "cnn"])
+               if "optimizer" in c.sections)
 
 
 @pytest.mark.parametrize("framework", PORTS)

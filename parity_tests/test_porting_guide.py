@@ -879,6 +879,76 @@ def test_chainer_cover_all() -> None:
 
 
 # ============================================================================================
+# Data-parallel training (one run of rosetta.distributed, shared with test_distributed.py)
+
+
+def _data_parallel(slug: str) -> dict[str, float]:
+    from conftest import mnist_dir_or_skip
+
+    from rosetta import distributed
+
+    return distributed.pitfall_sizes(distributed.cached_run(str(mnist_dir_or_skip())))[slug]
+
+
+@measure("grads-summed", "torch", "tf")
+def measure_grads_summed() -> dict[str, float]:
+    return _data_parallel("grads-summed")
+
+
+def test_grads_summed() -> None:
+    m = measured("grads-summed")
+    assert m["torch"] > 0.1  # twice the SGD step, 20 times
+    assert m["fixed"] < 1e-12
+
+
+@measure("loss-per-replica-batch", "torch", "tf")
+def measure_loss_per_replica_batch() -> dict[str, float]:
+    return _data_parallel("loss-per-replica-batch")
+
+
+def test_loss_per_replica_batch() -> None:
+    m = measured("loss-per-replica-batch")
+    assert m["tf"] > 0.1
+    assert m["fixed"] < 1e-12
+
+
+@measure("bn-per-replica", "torch", "tf")
+def measure_bn_per_replica() -> dict[str, float]:
+    return _data_parallel("bn-per-replica")
+
+
+def test_bn_per_replica() -> None:
+    m = measured("bn-per-replica")
+    for key in ("torch-mlp", "torch-cnn"):
+        assert m[key] > 1e-2, key
+        assert m[f"{key}-predictions"] < 1.0, key  # some test predictions change
+    assert m["sync"] < 1e-12
+
+
+@measure("dropout-same-mask", "torch", "tf")
+def measure_dropout_same_mask() -> dict[str, float]:
+    return _data_parallel("dropout-same-mask")
+
+
+def test_dropout_same_mask() -> None:
+    m = measured("dropout-same-mask")
+    assert m["torch"] > 0.1
+    assert m["fixed"] < 1e-12
+
+
+@measure("lr-rescale", "torch", "tf")
+def measure_lr_rescale() -> dict[str, float]:
+    return _data_parallel("lr-rescale")
+
+
+def test_lr_rescale() -> None:
+    m = measured("lr-rescale")
+    assert m["same-lr-distance"] < 0.8  # half the steps: the parameters travel clearly less
+    assert abs(m["scaled-lr-distance"] - 1.0) < 0.05  # linear scaling restores the travel
+    assert m["scaled-lr-error"] < m["same-lr-error"]
+
+
+# ============================================================================================
 # The course's own traps
 
 
@@ -976,6 +1046,10 @@ MECHANICS: dict[str, str] = {
     'chainer-load-npz': 'parity_tests/test_no_pickle.py::test_no_pickle',
     'tf-function': 'parity_tests/test_parity.py::test_dropout_shared_mask',
     'weight-decay': 'parity_tests/test_parity.py::test_gradients',
+    # The porting mistakes rosetta check names: each proven by its gallery cases.
+    **{slug: 'parity_tests/test_check.py::test_wrong_port_is_named' for slug in (
+        'activation-differs', 'padding-stride', 'pool-ceil', 'softmax-twice', 'label-smoothing',
+        'loss-reduction')},
 }
 
 
@@ -1037,3 +1111,37 @@ def test_guide_numbers() -> None:
         if require_all():
             pytest.fail(message)
         pytest.skip(message)
+
+
+@measure("course-names")
+def measure_course_names() -> dict[str, float]:
+    from reference_numpy.mlp import MLP
+    from rosetta.course import import_course_params
+
+    rng = _rng()
+    sizes = [784, 50, 100, 10]
+    course = {}
+    for i in range(1, 4):
+        course[f"W{i}"] = rng.standard_normal((sizes[i - 1], sizes[i])) * 0.3
+        course[f"b{i}"] = rng.standard_normal(sizes[i]) * 0.3
+    x = _rng(1).random((500, 784))
+
+    def book_predict(x: np.ndarray) -> np.ndarray:  # the course's ch03 predict, softmax left out
+        h = 1 / (1 + np.exp(-(x @ course["W1"] + course["b1"])))
+        h = 1 / (1 + np.exp(-(h @ course["W2"] + course["b2"])))
+        return h @ course["W3"] + course["b3"]
+
+    book = book_predict(x)
+    out = {}
+    for activation in ("sigmoid", "relu"):
+        imp = import_course_params(course, "course.pkl", {"activation": activation})
+        logits = MLP(imp.config, params=imp.params, dtype="float64").forward(x)
+        out[activation] = logits
+    return {"relu-for-sigmoid": float(np.mean(np.argmax(out["relu"], 1) != np.argmax(book, 1))),
+            "fixed": float(np.max(np.abs(out["sigmoid"] - book)) / np.max(np.abs(book)))}
+
+
+def test_course_names() -> None:
+    m = measured("course-names")
+    assert m["relu-for-sigmoid"] > 0.1  # the activation cannot be guessed: refused without --activation
+    assert m["fixed"] < 1e-14

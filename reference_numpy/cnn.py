@@ -32,11 +32,13 @@ class CNN(Network):
     """``conv1, [bn1], relu1, pool1, flatten, fc1, relu2, fc2``; ``last_layer`` is softmax + CE.
 
     Build from a CNNConfig, or from the course's ``conv_param`` dict (applied over ``config``).
+    ``route`` ("fast" or "course") picks how conv and pool compute; both give the same bits.
     """
 
     def __init__(
         self, config: CNNConfig | None = None, params: Mapping[str, np.ndarray] | None = None,
         dtype: str | type = "float32", *, conv_param: Mapping[str, int] | None = None,
+        route: str = "fast",
     ) -> None:
         config = CNNConfig() if config is None else config
         if not isinstance(config, CNNConfig):
@@ -48,7 +50,7 @@ class CNN(Network):
         fn, k = config.filter_num, config.filter_size
         W1 = self.params["conv1.W"] = self._zeros((fn, c_in, k, k))  # (FN, C, KH, KW)
         b1 = self.params["conv1.b"] = self._zeros((fn,))
-        self._add("conv1", Convolution(W1, b1, config.stride, config.pad))
+        self._add("conv1", Convolution(W1, b1, config.stride, config.pad, route))
         if config.use_batchnorm:
             gamma = self.params["bn1.gamma"] = self._zeros((fn,))
             beta = self.params["bn1.beta"] = self._zeros((fn,))
@@ -56,7 +58,7 @@ class CNN(Network):
                 gamma, beta, config.bn_momentum, config.bn_eps,
                 running_mean=self._zeros((fn,)), running_var=self._zeros((fn,))))
         self._add("relu1", Relu())
-        self._add("pool1", MaxPooling(pool_h=2, pool_w=2, stride=2))
+        self._add("pool1", MaxPooling(pool_h=2, pool_w=2, stride=2, route=route))
         self._add("flatten", Flatten())
         W2 = self.params["fc1.W"] = self._zeros((config.pool_output_size, config.hidden_size))
         b2 = self.params["fc1.b"] = self._zeros((config.hidden_size,))

@@ -14,25 +14,30 @@ from typing import Any
 import numpy as np
 
 from reference_numpy.functions import logsumexp, sigmoid, softmax
-from reference_numpy.util import col2im_batched, conv_output_size, im2col, im2col_batched
+from reference_numpy.util import col2im, col2im_fast, conv_output_size, im2col, im2col_fast
 
 DROPOUT_MODES = ("inverted", "course")
+# How Convolution and MaxPooling compute: "fast" (default) or "course" (the course's code as
+# written); the two agree to the last bit (parity_tests/test_reference_routes.py).
+ROUTES = ("fast", "course")
 
 
 class Relu:
     def __init__(self) -> None:
-        self.mask: np.ndarray | None = None
+        self.out: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # NOTE(course:course-relu-grad): x > 0 (not >= 0), so the gradient at exactly 0 is 0,
-        # as in torch, TF and Chainer (a course relu_grad written with x >= 0 gives 1 there).
-        self.mask = x > 0
-        return np.maximum(x, 0)
+        # The mask is taken in backward from the output (out > 0 exactly where x > 0), so inference
+        # pays one pass, not two.
+        self.out = np.maximum(x, 0)
+        return self.out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        # NOTE(course:course-relu-grad): x > 0 (not >= 0), so the gradient at exactly 0 is 0,
+        # as in torch, TF and Chainer (a course relu_grad written with x >= 0 gives 1 there).
         # NOTE(course:course-relu-inplace): a new array; the course's dout[mask] = 0 overwrote
         # the caller's dout in place (frameworks never mutate an incoming gradient).
-        return dout * self.mask
+        return dout * (self.out > 0)
 
 
 class Sigmoid:
@@ -63,7 +68,9 @@ class Affine:
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)  # (N, in)
-        return self.x @ self.W + self.b  # (N, out)
+        out = self.x @ self.W  # (N, out)
+        out += self.b  # in place: the product is ours
+        return out
 
     def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         self.dW = self.x.T @ dout  # (in, out)
@@ -121,19 +128,29 @@ class IdentityWithMSE:
 
 # [rosetta:conv]
 class Convolution:
-    """Cross-correlation of (N, C, H, W) with W (FN, C, KH, KW), stride and zero padding.
+    """Cross-correlation of (N, C, H, W) with W (FN, C, KH, KW), stride and zero padding, the
+    course's way: im2col, one GEMM against ``W.reshape(FN, -1).T``, col2im for ``dx``.
 
-    Implemented as one batched GEMM on im2col columns in the layout (N, C*KH*KW, OH*OW): the
-    product W (FN, C*KH*KW) @ col comes out NCHW, so no transpose follows it (see util.py).
+    ``route`` picks only how col is built and scattered back: ``"course"`` runs util.im2col /
+    col2im as the course writes them, ``"fast"`` (default) their one-gather forms. Both routes
+    multiply the same arrays with the same calls, so they agree to the last bit. The output is an
+    (N, FN, OH, OW) view of the GEMM's NHWC result, as in the course; the ReLU and pool after it
+    keep that layout, so their gradient reaches ``backward`` NHWC and its reshape is free.
     """
 
-    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:  # noqa: N803
+    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,  # noqa: N803
+                 route: str = "fast") -> None:
+        if route not in ROUTES:
+            raise ValueError(f"unknown Convolution route {route!r}; choose one of: {', '.join(ROUTES)}")
         self.W = W
         self.b = b
         self.stride = stride
         self.pad = pad
+        self.route = route
+        self.im2col, self.col2im = (im2col, col2im) if route == "course" else (im2col_fast, col2im_fast)
         self.x_shape: tuple[int, ...] | None = None
         self.col: np.ndarray | None = None
+        self.col_W: np.ndarray | None = None
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
 
@@ -142,26 +159,30 @@ class Convolution:
         if x.ndim != 4 or x.shape[1] != c:
             raise ValueError(f"Convolution expects (N, {c}, H, W) input, got shape {x.shape}")
         n, _, h, w = x.shape
-        oh = conv_output_size(h, fh, self.stride, self.pad)
-        ow = conv_output_size(w, fw, self.stride, self.pad)
+        out_h = conv_output_size(h, fh, self.stride, self.pad)
+        out_w = conv_output_size(w, fw, self.stride, self.pad)
         self.x_shape = x.shape
-        self.col = im2col_batched(x, fh, fw, self.stride, self.pad)  # (N, C*KH*KW, OH*OW)
-        out = np.matmul(self.W.reshape(fn, -1), self.col)  # (N, FN, OH*OW)
-        out += self.b[:, None]  # in place: the GEMM output is ours
-        return out.reshape(n, fn, oh, ow)  # (N, FN, OH, OW)
+        self.col = self.im2col(x, fh, fw, self.stride, self.pad)  # (N*OH*OW, C*FH*FW)
+        self.col_W = self.W.reshape(fn, -1).T  # (C*FH*FW, FN)
+        out = np.dot(self.col, self.col_W)  # (N*OH*OW, FN)
+        # + b in place, through (N, OH*OW*FN) rows: the same additions as out += b, but numpy's
+        # inner loop runs OH*OW*FN long instead of FN (4x faster for the CNN's 30 filters).
+        out.reshape(n, -1)[...] += np.tile(self.b, out_h * out_w)  # (N, OH*OW*FN)
+        return out.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2)  # (N, FN, OH, OW)
 
     def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         fn, c, fh, fw = self.W.shape
         n = dout.shape[0]
-        dout = dout.reshape(n, fn, -1)  # (N, FN, OH*OW)
-        self.db = np.sum(dout, axis=(0, 2))  # (FN,)
-        # dW = sum_n dout_n @ col_n^T: N small GEMMs with long inner dimension, then a sum.
-        dW = np.matmul(dout, self.col.transpose(0, 2, 1))  # (N, FN, C*KH*KW)
-        self.dW = np.sum(dW, axis=0).reshape(fn, c, fh, fw)  # (FN, C, KH, KW)
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)  # (N*OH*OW, FN), a copy only if NCHW
+        # db = sum over rows, as the batch sum first and then the OH*OW positions: one long inner
+        # loop each (np.sum(dout, axis=0) runs N*OH*OW inner loops FN long, 4x slower here).
+        self.db = dout.reshape(n, -1).sum(axis=0).reshape(-1, fn).sum(axis=0)  # (FN,)
+        self.dW = np.dot(self.col.T, dout)  # (C*FH*FW, FN)
+        self.dW = self.dW.transpose(1, 0).reshape(fn, c, fh, fw)  # (FN, C, FH, FW)
         if not need_dx:  # first layer: skip the col2im nobody reads
             return None
-        dcol = np.matmul(self.W.reshape(fn, -1).T, dout)  # (N, C*KH*KW, OH*OW)
-        return col2im_batched(dcol, self.x_shape, fh, fw, self.stride, self.pad)  # (N, C, H, W)
+        dcol = np.dot(dout, self.col_W.T)  # (N*OH*OW, C*FH*FW)
+        return self.col2im(dcol, self.x_shape, fh, fw, self.stride, self.pad)  # (N, C, H, W)
 # [/rosetta:conv]
 
 
@@ -173,77 +194,91 @@ class MaxPooling:
     NOTE(framework:maxpool-ties): torch, TF and Chainer also route a tie's gradient to one
     (the first) maximum; a hand-written ``x == max`` mask would hand it to every tied input.
 
-    The 2x2 stride-2 case (the models') reads the four window corners as strided views and takes
-    pairwise maxima (top row, bottom row, then both): 15x faster here than the course's im2col +
-    argmax, and 30x faster than a reshape to (N, C, H/2, 2, W/2, 2) reduced over axes (3, 5),
-    which NumPy reduces slowly. Backward turns the pairwise ">=" into routing masks, so no
-    argmax array is built. Other sizes take the course's im2col route.
+    ``route="course"``: the course's im2col, argmax and col2im. ``"fast"`` (default): the same
+    maxima from the PH*PW strided views ``x[:, :, i::s, j::s]``, pairwise, and the same gradient
+    routed by ``view == out`` for the first view that holds the maximum; overlapping windows
+    add in the course's col2im order, so both routes agree to the last bit.
     """
 
-    def __init__(self, pool_h: int = 2, pool_w: int = 2, stride: int = 2) -> None:
+    def __init__(self, pool_h: int = 2, pool_w: int = 2, stride: int = 2, route: str = "fast") -> None:
+        if route not in ROUTES:
+            raise ValueError(f"unknown MaxPooling route {route!r}; choose one of: {', '.join(ROUTES)}")
         self.pool_h = pool_h
         self.pool_w = pool_w
         self.stride = stride
-        self.fast = pool_h == pool_w == stride == 2
+        self.route = route
         self.x: np.ndarray | None = None
         self.arg_max: np.ndarray | None = None
-        self.top: np.ndarray | None = None
-        self.bottom: np.ndarray | None = None
-
-    @staticmethod
-    def _corners(x: np.ndarray) -> list[np.ndarray]:
-        oh, ow = x.shape[2] // 2, x.shape[3] // 2
-        # (0,0), (0,1), (1,0), (1,1): the window's row-major order, which fixes the tie rule.
-        return [x[:, :, i:2 * oh:2, j:2 * ow:2] for i in (0, 1) for j in (0, 1)]  # (N, C, OH, OW)
+        self.out: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4:
             raise ValueError(f"MaxPooling expects (N, C, H, W) input, got shape {x.shape}")
         self.x = x
-        if not self.fast:
-            return self._forward_im2col(x)
-        a, b, c, d = self._corners(x)
-        self.top = np.maximum(a, b)  # (N, C, H//2, W//2) max of the window's top row
-        self.bottom = np.maximum(c, d)  # (N, C, H//2, W//2) max of its bottom row
-        return np.maximum(self.top, self.bottom)  # (N, C, H//2, W//2)
+        return self._forward_course(x) if self.route == "course" else self._forward_fast(x)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        if not self.fast:
-            return self._backward_im2col(dout)
-        a, b, c, d = self._corners(self.x)
-        # >= keeps the earlier corner on a tie: a over b, c over d, top row over bottom row.
-        d_top = dout * (self.top >= self.bottom)
-        d_bottom = dout - d_top  # exact: each element is dout or 0
-        d_a = d_top * (a >= b)
-        d_c = d_bottom * (c >= d)
-        h, w = self.x.shape[2:]
-        # Every input pixel is a window corner when H and W are even: no zero fill needed.
-        dx = np.empty_like(self.x) if h % 2 == 0 and w % 2 == 0 else np.zeros_like(self.x)
-        dx_a, dx_b, dx_c, dx_d = self._corners(dx)  # strided views into dx
-        dx_a[...] = d_a
-        np.subtract(d_top, d_a, out=dx_b)
-        dx_c[...] = d_c
-        np.subtract(d_bottom, d_c, out=dx_d)
-        return dx
+        return self._backward_course(dout) if self.route == "course" else self._backward_fast(dout)
 
-    def _forward_im2col(self, x: np.ndarray) -> np.ndarray:
+    def _forward_course(self, x: np.ndarray) -> np.ndarray:
         n, c, h, w = x.shape
-        oh = conv_output_size(h, self.pool_h, self.stride)
-        ow = conv_output_size(w, self.pool_w, self.stride)
-        col = im2col(x.reshape(n * c, 1, h, w), self.pool_h, self.pool_w, self.stride)  # (N*C*OH*OW, PH*PW)
-        self.arg_max = np.argmax(col, axis=1)  # (N*C*OH*OW,) first max on ties
-        out = col[np.arange(col.shape[0]), self.arg_max]  # (N*C*OH*OW,)
-        return out.reshape(n, c, oh, ow)  # (N, C, OH, OW)
+        out_h = conv_output_size(h, self.pool_h, self.stride)
+        out_w = conv_output_size(w, self.pool_w, self.stride)
+        col = im2col(x, self.pool_h, self.pool_w, self.stride)  # (N*OH*OW, C*PH*PW)
+        col = col.reshape(-1, self.pool_h * self.pool_w)  # (N*OH*OW*C, PH*PW)
+        self.arg_max = np.argmax(col, axis=1)  # (N*OH*OW*C,) first max on ties
+        out = np.max(col, axis=1)  # (N*OH*OW*C,)
+        return out.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)  # (N, C, OH, OW)
 
-    def _backward_im2col(self, dout: np.ndarray) -> np.ndarray:
-        n, c, h, w = self.x.shape
+    def _backward_course(self, dout: np.ndarray) -> np.ndarray:
+        dout = dout.transpose(0, 2, 3, 1)  # (N, OH, OW, C)
         pool_size = self.pool_h * self.pool_w
-        dcol = np.zeros((dout.size, pool_size), dtype=dout.dtype)  # (N*C*OH*OW, PH*PW)
-        dcol[np.arange(dout.size), self.arg_max] = dout.reshape(-1)  # (N*C*OH*OW,) into each argmax
-        dcol = dcol.reshape(n * c, -1, pool_size).transpose(0, 2, 1)  # (N*C, PH*PW, OH*OW)
-        dx = col2im_batched(dcol, (n * c, 1, h, w), self.pool_h, self.pool_w, self.stride)  # (N*C, 1, H, W)
-        return dx.reshape(n, c, h, w)  # (N, C, H, W)
+        dmax = np.zeros((dout.size, pool_size), dtype=dout.dtype)  # (N*OH*OW*C, PH*PW)
+        dmax[np.arange(self.arg_max.size), self.arg_max] = dout.reshape(-1)  # into each argmax
+        dcol = dmax.reshape(-1, dout.shape[3] * pool_size)  # (N*OH*OW, C*PH*PW)
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride)  # (N, C, H, W)
 # [/rosetta:pool]
+
+    def _views(self, x: np.ndarray) -> list[np.ndarray]:
+        """Window position (i, j) of every window, in row-major (i, j) order: (N, C, OH, OW) each."""
+        out_h = conv_output_size(x.shape[2], self.pool_h, self.stride)
+        out_w = conv_output_size(x.shape[3], self.pool_w, self.stride)
+        s = self.stride
+        return [x[:, :, i:i + s * out_h:s, j:j + s * out_w:s]  # (N, C, OH, OW) strided view
+                for i in range(self.pool_h) for j in range(self.pool_w)]
+
+    def _forward_fast(self, x: np.ndarray) -> np.ndarray:
+        views = self._views(x)
+        out = views[0].copy() if len(views) == 1 else np.maximum(views[0], views[1])  # (N, C, OH, OW)
+        for view in views[2:]:
+            np.maximum(out, view, out=out)
+        self.out = out
+        return out
+
+    def _backward_fast(self, dout: np.ndarray) -> np.ndarray:
+        tiled = self.pool_h == self.pool_w == self.stride  # windows tile the input: no overlap, no gap
+        dx = np.empty_like(self.x) if tiled else np.zeros_like(self.x)  # (N, C, H, W), x's layout
+        if tiled:  # floor: the last rows and columns no window covers get no gradient
+            dx[:, :, self.stride * self.out.shape[2]:, :] = 0
+            dx[:, :, :, self.stride * self.out.shape[3]:] = 0
+        # dout in out's memory layout (it comes NCHW from Flatten, out is NHWC after a conv):
+        # one small copy, then every product below runs over a single memory order.
+        dout_like_out = np.empty_like(self.out)  # (N, C, OH, OW)
+        dout_like_out[...] = dout
+        dout = dout_like_out
+        free: np.ndarray | None = None  # windows whose maximum is not found yet (None: all)
+        for view, dx_view in zip(self._views(self.x), self._views(dx), strict=True):
+            hit = view == self.out  # (N, C, OH, OW)
+            if free is None:
+                free = ~hit
+            else:
+                hit &= free  # only the first maximum in window order: the course's argmax
+                free ^= hit
+            if tiled:
+                np.multiply(dout, hit, out=dx_view)
+            else:  # a pixel in several windows sums their shares, in col2im's order
+                dx_view += dout * hit
+        return dx
 
 
 class Flatten:

@@ -15,6 +15,8 @@ from rosetta.weights import DTYPES, ModelConfig, init_params, trainable_names
 
 # Canonical tensor suffix -> the attribute of the layer's gradient.
 GRAD_ATTRS = {"W": "dW", "b": "db", "gamma": "dgamma", "beta": "dbeta"}
+# Images per forward in eval-mode predict: small enough that the CNN's activations stay in cache.
+EVAL_CHUNK = 100
 
 
 class Network:
@@ -68,9 +70,14 @@ class Network:
         # float32 model), so nothing downstream mixes dtypes.
         return x.astype(self.dtype, copy=False)
 
-    def predict(self, x: np.ndarray, train_flg: bool = False) -> np.ndarray:
-        """Logits (the course's name)."""
-        return self.forward(x, train=train_flg)
+    def predict(self, x: np.ndarray, train_flg: bool = False, batch_size: int = EVAL_CHUNK) -> np.ndarray:
+        """Logits (the course's name). In eval mode ``batch_size`` images at a time: each image's
+        computation is its own in eval mode, and chunks keep every intermediate in cache (the CNN's
+        conv output for 1000 images is 69 MB; by 100, inference is 1.6x faster here). Train mode
+        (batch statistics) runs the whole batch at once."""
+        if train_flg or len(x) <= batch_size:
+            return self.forward(x, train=train_flg)
+        return np.concatenate([self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     # --- loss and gradient --------------------------------------------------------------------
     def decay_loss(self) -> float:
@@ -128,7 +135,7 @@ class Network:
             t = np.argmax(t, axis=1)
         correct = 0
         for i in range(0, x.shape[0], batch_size):
-            y = self.forward(x[i:i + batch_size])
+            y = self.predict(x[i:i + batch_size])
             correct += int(np.sum(np.argmax(y, axis=1) == t[i:i + batch_size]))
         return correct / x.shape[0]
 

@@ -6,6 +6,19 @@ The contract (the only modules ``reference_numpy``, ``torch_impl``, ``tf_impl`` 
 :mod:`rosetta.tolerances`. Everything else is the harness: :mod:`rosetta.registry` (the framework
 table), the adapters, parity, training, the CLI and its commands, convert, bench, plots and the page.
 ``parity_tests/test_layout.py`` enforces the rule and the absence of import cycles.
+
+``rosetta.check`` (check your own port) is imported on first use, so ``import rosetta`` stays light.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 CONTRACT = ("rosetta.configs", "rosetta.weights", "rosetta.data", "rosetta.tolerances")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "check":
+        return importlib.import_module("rosetta.check")
+    raise AttributeError(f"module 'rosetta' has no attribute {name!r}")

@@ -13,13 +13,28 @@ repeat runs every implementation once, in an order rotated per repeat (round-rob
 steps (batch 100, float32, Adam with the course defaults) and one inference pass over the test
 images (batches of 1000). Reported: median, min, max over repeats; ``ratio_vs_torch`` is the median
 over repeats of the paired ratio (impl / torch in the same repeat), which cancels slow drifts of
-the machine's load. ``efficiency`` = (analytic model FLOPs / measured float32 GEMM FLOP/s) / time:
-the share of a 1024x1024 ``np.matmul``'s speed the implementation reaches. Peak memory comes from
-one subprocess per implementation reporting its own ``ru_maxrss``.
+the machine's load; ``ratio_vs_fastest`` the same against the fastest implementation (lowest
+median, adapters aside) of that model and phase in the run, named in ``fastest``. ``efficiency`` =
+(analytic model FLOPs / measured float32 GEMM FLOP/s) / time: the share of a 1024x1024
+``np.matmul``'s speed the implementation reaches. Peak memory comes from one subprocess per
+implementation reporting its own ``ru_maxrss``.
+
+Threads (``threads``, default 1): every library gets the same number of compute threads, set
+before the runners are built: ``torch.set_num_threads``, TF's intra/inter-op pools, and OpenBLAS
+(NumPy, Chainer) through its ``*_set_num_threads``. Why not the libraries' defaults (one thread per
+core): torch (OpenMP) and OpenBLAS park idle threads in a spin-wait and end every parallel region
+at a barrier. On this 2-core machine, as soon as anything else runs (another process, or another
+library's spinning pool in the same process), one of the two threads is descheduled and the
+other spins at the barrier for the rest of a scheduler time slice, for every small op. Measured
+here under a load average of 6: torch's MLP inference 195-565 ms (median 437) with 2 threads,
+31-38 ms (median 34) with 1, interleaved in one process; torch-idiom the same (79-576 against
+26-48 ms). With ``threads=0`` the libraries keep their defaults (fast only on an idle machine).
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import json
 import os
 import resource
@@ -35,7 +50,10 @@ import numpy as np
 
 from rosetta.adapters import FrameworkNotInstalled, adapter_class, make_adapter
 from rosetta.adapters.base import OPTIMIZER_DEFAULTS
-from rosetta.weights import MLPConfig, ModelConfig, make_config
+from rosetta.configs import MODELS as CONFIG_TABLE
+from rosetta.data import layout_for
+from rosetta.registry import FRAMEWORKS as FRAMEWORK_TABLE
+from rosetta.weights import ModelConfig, make_config
 
 IMPLS = ("numpy", "torch", "tf", "chainer")
 IDIOMS = ("torch-idiom", "keras-fit", "tf-eager")
@@ -46,6 +64,14 @@ FRAMEWORK_OF = {"numpy": "numpy", "torch": "torch", "tf": "tf", "chainer": "chai
                 "torch-idiom": "torch", "keras-fit": "tf", "tf-eager": "tf",
                 **{f"{f}-adapter": f for f in IMPLS}}
 PHASES = ("train_step", "inference")
+# The models the bench times: every row of the model table (rosetta.configs.MODELS); the idioms
+# (torch-idiom, keras-fit) are hand-built for the models in IDIOM_MODELS only.
+BENCH_MODELS: dict[str, str] = {name: f"{cls.module}.{cls.class_name}" for name, cls in CONFIG_TABLE.items()}
+MODELS = tuple(BENCH_MODELS)
+IDIOM_MODELS = ("mlp", "cnn")
+# Every implementation package's own name (the framework table's).
+PACKAGES = {name: entry.package for name, entry in FRAMEWORK_TABLE.items()}
+FASTEST = "fastest"  # as the ``other`` of a target: the fastest implementation except impl itself
 BATCH = 100
 INFER_BATCH = 1000
 ADAM = OPTIMIZER_DEFAULTS["adam"]
@@ -53,9 +79,11 @@ ADAM = OPTIMIZER_DEFAULTS["adam"]
 TARGETS: list[tuple[str, str, str, str, float]] = [
     ("numpy", "torch", "cnn", "train_step", 1.5),
     ("numpy", "torch", "mlp", "train_step", 1.1),
-    ("numpy", "tf", "cnn", "inference", 1.5),
+    ("numpy", FASTEST, "cnn", "train_step", 1.5),
+    ("numpy", FASTEST, "cnn", "inference", 1.5),
+    ("numpy", FASTEST, "mlp", "train_step", 1.5),
     *[(port, idiom, m, ph, 1.2) for port, idiom in (("torch", "torch-idiom"), ("tf", "keras-fit"))
-      for m in ("mlp", "cnn") for ph in PHASES],
+      for m in IDIOM_MODELS for ph in PHASES],
 ]
 
 
@@ -74,6 +102,8 @@ class Record:
     phase: str
     times: list[float] = field(default_factory=list)
     ratio_vs_torch: float | None = None
+    ratio_vs_fastest: float | None = None
+    fastest: str | None = None
     efficiency: float | None = None
     peak_mem_mb: float | None = None
 
@@ -81,7 +111,8 @@ class Record:
         return {"impl": self.impl, "model": self.model, "phase": self.phase,
                 "median_s": statistics.median(self.times), "min_s": min(self.times),
                 "max_s": max(self.times), "repeats": len(self.times),
-                "ratio_vs_torch": self.ratio_vs_torch, "efficiency": self.efficiency,
+                "ratio_vs_torch": self.ratio_vs_torch, "ratio_vs_fastest": self.ratio_vs_fastest,
+                "fastest": self.fastest, "efficiency": self.efficiency,
                 "peak_mem_mb": self.peak_mem_mb}
 
 
@@ -121,14 +152,7 @@ def thread_info(frameworks: Sequence[str] = ()) -> dict[str, object]:
 
 def forward_flops(config: ModelConfig) -> int:
     """Multiply-add FLOPs (2 per MAC) of one sample's forward pass: GEMMs and convolutions only."""
-    if isinstance(config, MLPConfig):
-        sizes = [config.input_size, *config.hidden_sizes, config.output_size]
-        return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    c_in = config.input_dim[0]
-    oh, ow = config.conv_output_hw
-    conv = 2 * config.filter_num * oh * ow * c_in * config.filter_size ** 2
-    fc = 2 * config.pool_output_size * config.hidden_size + 2 * config.hidden_size * config.output_size
-    return conv + fc
+    return config.forward_flops()
 
 
 def phase_flops(config: ModelConfig, phase: str, n: int) -> int:
@@ -137,11 +161,59 @@ def phase_flops(config: ModelConfig, phase: str, n: int) -> int:
     return (3 if phase == "train_step" else 1) * n * forward_flops(config)
 
 
+def model_class(framework: str, model: str) -> type:
+    """``model``'s class in ``framework``'s package, from BENCH_MODELS."""
+    module, name = BENCH_MODELS[model].split(".")
+    return getattr(importlib.import_module(f"{PACKAGES[framework]}.{module}"), name)
+
+
+# --- threads ----------------------------------------------------------------------------------
+def _openblas_set_threads(n: int) -> str:
+    """Set OpenBLAS's thread count through the library NumPy loaded; returns what was done."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        paths = []
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(lib, symbol):
+                getattr(lib, symbol)(n)
+                return f"{n} ({os.path.basename(path)})"
+    return "not set (no OpenBLAS found)"
+
+
+def limit_threads(n: int, frameworks: Sequence[str]) -> dict[str, str]:
+    """Give every library ``n`` compute threads (module docstring: why); ``n = 0`` leaves them be."""
+    if n == 0:
+        return {"threads": "library defaults"}
+    done = {"threads": str(n), "openblas": _openblas_set_threads(n)}
+    if "torch" in frameworks:
+        import torch
+
+        torch.set_num_threads(n)
+        done["torch"] = str(torch.get_num_threads())
+    if "tf" in frameworks:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+            done["tf"] = str(n)
+        except RuntimeError:  # the TF runtime was started earlier in this process
+            done["tf"] = "not set (TF already initialised)"
+    return done
+
+
 # --- data -------------------------------------------------------------------------------------
 def make_data(model: str, inference_size: int, n_batches: int = 10, data_dir: str | None = None,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, t_train, x_test), float32, canonical layout: MNIST or uniform random of its shape."""
-    layout = "flat" if model == "mlp" else "NCHW"
+    config = make_config(model)
+    layout = layout_for(config.input_shape)
+    flat = layout == "flat"
     if data_dir is not None:
         from rosetta.data import load_mnist
 
@@ -149,7 +221,7 @@ def make_data(model: str, inference_size: int, n_batches: int = 10, data_dir: st
         x_test, _ = load_mnist("test", data_dir, layout, "float32", limit=inference_size)
         return x_train, t_train, x_test
     rng = np.random.default_rng(0)
-    shape = (784,) if model == "mlp" else (1, 28, 28)
+    shape = (config.input_size,) if flat else tuple(config.input_dim)
     x_train = rng.random((n_batches * BATCH, *shape), dtype=np.float32)
     t_train = rng.integers(0, 10, n_batches * BATCH).astype(np.int64)
     x_test = rng.random((inference_size, *shape), dtype=np.float32)
@@ -171,30 +243,28 @@ def make_runner(impl: str, config: ModelConfig, x_train: np.ndarray, t_train: np
         adapter.set_optimizer("adam", **ADAM)
         return Runner(lambda i: adapter.train_step(xb[i % len(xb)], tb[i % len(tb)]),
                       lambda: adapter.logits(x_test, INFER_BATCH))
+    if impl in IDIOMS and config.name not in IDIOM_MODELS:
+        raise NotImplementedError(f"{impl} is built for {', '.join(IDIOM_MODELS)} only")
     return _BUILDERS[impl](config, xb, tb, xi)
 
 
 def _numpy(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
-    from reference_numpy.cnn import CNN
-    from reference_numpy.mlp import MLP
     from reference_numpy.optimizers import make_optimizer
     from reference_numpy.train import train_step
 
-    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    model = model_class("numpy", config.name)(config, dtype="float32")
     opt = make_optimizer("adam", model, **ADAM)
     return Runner(lambda i: train_step(model, opt, xb[i % len(xb)], tb[i % len(tb)]),
-                  lambda: [model.forward(x) for x in xi])
+                  lambda: [model.predict(x) for x in xi])
 
 
 def _torch(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
     import torch
 
-    from torch_impl.cnn import CNN
-    from torch_impl.mlp import MLP
     from torch_impl.optimizers import make_optimizer
     from torch_impl.train import train_step
 
-    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    model = model_class("torch", config.name)(config, dtype="float32")
     opt = make_optimizer("adam", model, **ADAM)
     xs, ts, xis = ([torch.from_numpy(a) for a in group] for group in (xb, tb, xi))
 
@@ -213,11 +283,9 @@ def _tf(config: ModelConfig, xb: list, tb: list, xi: list, eager: bool = False) 
     import tensorflow as tf
 
     from tf_impl import train as tf_train
-    from tf_impl.cnn import CNN
-    from tf_impl.mlp import MLP
     from tf_impl.optimizers import make_optimizer
 
-    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    model = model_class("tf", config.name)(config, dtype="float32")
     opt = make_optimizer("adam", model, **ADAM)
     xs = [tf.convert_to_tensor(_nhwc(a)) for a in xb]
     ts = [tf.convert_to_tensor(a) for a in tb]
@@ -232,14 +300,12 @@ def _tf(config: ModelConfig, xb: list, tb: list, xi: list, eager: bool = False) 
 
 
 def _chainer(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
-    from chainer_impl.cnn import CNN
     from chainer_impl.compat import import_chainer
-    from chainer_impl.mlp import MLP
     from chainer_impl.optimizers import make_optimizer
     from chainer_impl.train import train_step
 
     chainer = import_chainer()
-    model = (MLP if config.name == "mlp" else CNN)(config, dtype="float32")
+    model = model_class("chainer", config.name)(config, dtype="float32")
     opt = make_optimizer("adam", model, **ADAM)
 
     def infer() -> list:
@@ -254,7 +320,7 @@ def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
     import torch.nn.functional as F
     from torch import nn
 
-    if isinstance(config, MLPConfig):
+    if config.name == "mlp":  # the idioms are hand-built per model, like the model files
         sizes = [config.input_size, *config.hidden_sizes, config.output_size]
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -286,7 +352,7 @@ def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
 def _keras_fit(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
     import keras
 
-    if isinstance(config, MLPConfig):
+    if config.name == "mlp":  # the idioms are hand-built per model, like the model files
         layers = [keras.layers.Dense(h, activation="relu") for h in config.hidden_sizes]
         model = keras.Sequential([keras.Input((config.input_size,)), *layers,
                                   keras.layers.Dense(config.output_size)])
@@ -343,13 +409,24 @@ def paired_ratio(a: Record, b: Record) -> float:
     return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
+def fastest(records: list[Record], model: str, phase: str, exclude: str | None = None) -> Record | None:
+    """The record of lowest median time for model and phase, adapters (an overhead) and
+    ``exclude`` aside."""
+    rivals = [r for r in records if r.model == model and r.phase == phase and r.impl != exclude
+              and not r.impl.endswith("-adapter")]
+    return min(rivals, key=lambda r: statistics.median(r.times), default=None)
+
+
 def annotate(records: list[Record], configs: dict[str, ModelConfig], gemm: float,
              inference_size: int) -> None:
-    """Fill ratio_vs_torch and efficiency in place."""
+    """Fill ratio_vs_torch, ratio_vs_fastest, fastest and efficiency in place."""
     by = {(r.impl, r.model, r.phase): r for r in records}
     for r in records:
         torch_rec = by.get(("torch", r.model, r.phase))
         r.ratio_vs_torch = paired_ratio(r, torch_rec) if torch_rec is not None else None
+        best = fastest(records, r.model, r.phase)
+        r.fastest = best.impl
+        r.ratio_vs_fastest = paired_ratio(r, best)
         n = BATCH if r.phase == "train_step" else inference_size
         r.efficiency = phase_flops(configs[r.model], r.phase, n) / gemm / statistics.median(r.times)
 
@@ -359,9 +436,12 @@ def check_targets(records: list[Record]) -> list[dict[str, object]]:
     by = {(r.impl, r.model, r.phase): r for r in records}
     out = []
     for impl, other, model, phase, bound in TARGETS:
-        a, b = by.get((impl, model, phase)), by.get((other, model, phase))
+        a = by.get((impl, model, phase))
+        b = (fastest(records, model, phase, exclude=impl) if other == FASTEST
+             else by.get((other, model, phase)))
         ratio = paired_ratio(a, b) if a is not None and b is not None else None
-        out.append({"impl": impl, "vs": other, "model": model, "phase": phase, "bound": bound,
+        vs = other if other != FASTEST or b is None else f"fastest ({b.impl})"
+        out.append({"impl": impl, "vs": vs, "model": model, "phase": phase, "bound": bound,
                     "ratio": ratio, "met": None if ratio is None else ratio <= bound})
     return out
 
@@ -382,11 +462,12 @@ def _maxrss_mb() -> float:
 
 
 def memory_probe(impl: str, model: str, steps: int, inference_size: int,
-                 data_dir: str | None = None) -> dict[str, float]:
+                 data_dir: str | None = None, threads: int = 1) -> dict[str, float]:
     """Run in a fresh process: peak RSS after import + data (baseline) and after training/inference."""
     config = make_config(model)
     data = make_data(model, inference_size, data_dir=data_dir)
     adapter_class(FRAMEWORK_OF[impl])
+    limit_threads(threads, [FRAMEWORK_OF[impl]])
     baseline = _maxrss_mb()
     runner = make_runner(impl, config, *data)
     for i in range(max(steps, 2)):
@@ -397,11 +478,12 @@ def memory_probe(impl: str, model: str, steps: int, inference_size: int,
 
 
 def measure_memory(impl: str, model: str, steps: int, inference_size: int,
-                   data_dir: str | None = None, timeout: float = 600) -> dict[str, float] | None:
+                   data_dir: str | None = None, threads: int = 1, timeout: float = 600,
+                   ) -> dict[str, float] | None:
     """``memory_probe`` in a subprocess (its own ru_maxrss); None if it fails."""
     code = ("import json, sys; from rosetta.bench import memory_probe; "
             f"print(json.dumps(memory_probe({impl!r}, {model!r}, {steps}, {inference_size}, "
-            f"{data_dir!r})))")
+            f"{data_dir!r}, {threads})))")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -415,9 +497,9 @@ def measure_memory(impl: str, model: str, steps: int, inference_size: int,
 
 # --- the whole run ----------------------------------------------------------------------------
 def run_benchmark(
-    impls: Sequence[str] = DEFAULT_IMPLS, models: Sequence[str] = ("mlp", "cnn"), repeat: int = 5,
+    impls: Sequence[str] = DEFAULT_IMPLS, models: Sequence[str] = MODELS, repeat: int = 5,
     steps: int = 20, inference_size: int = 10_000, data_dir: str | None = None, memory: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, threads: int = 1,
 ) -> dict[str, Any]:
     """Time ``impls`` on ``models``; returns {"machine", "records", "targets", "skipped"}."""
     skipped: dict[str, str] = {}
@@ -428,6 +510,7 @@ def run_benchmark(
             available.append(impl)
         except FrameworkNotInstalled as exc:
             skipped[impl] = str(exc)
+    thread_setting = limit_threads(threads, {FRAMEWORK_OF[i] for i in available})
     gemm = gemm_flops()
     configs: dict[str, ModelConfig] = {m: make_config(m) for m in models}
     records: list[Record] = []
@@ -435,6 +518,8 @@ def run_benchmark(
         data = make_data(model, inference_size, data_dir=data_dir)
         runners = {}
         for impl in available:
+            if impl in IDIOMS and model not in IDIOM_MODELS:
+                continue
             if progress:
                 progress(f"building {impl} {model}")
             runners[impl] = make_runner(impl, configs[model], *data)
@@ -446,14 +531,17 @@ def run_benchmark(
             for impl in available:
                 if progress:
                     progress(f"peak memory of {impl} {model} (subprocess)")
-                mem = measure_memory(impl, model, steps, inference_size, data_dir)
+                if impl in IDIOMS and model not in IDIOM_MODELS:
+                    continue
+                mem = measure_memory(impl, model, steps, inference_size, data_dir, threads)
                 for r in records:
                     if r.impl == impl and r.model == model and mem is not None:
                         r.peak_mem_mb = round(mem["peak_mb"], 1)
     machine = {"gemm_gflops_float32": gemm / 1e9, "batch_size": BATCH, "steps_per_repeat": steps,
                "repeats": repeat, "inference_size": inference_size,
                "data": "MNIST" if data_dir else "synthetic uniform [0, 1)",
-               "load_average": os.getloadavg(), **thread_info({FRAMEWORK_OF[i] for i in available})}
+               "load_average": os.getloadavg(), "thread_limit": thread_setting,
+               **thread_info({FRAMEWORK_OF[i] for i in available})}
     return {"machine": machine, "records": [r.as_dict() for r in records],
             "targets": check_targets(records), "skipped": skipped,
             "flops": {m: {"train_step": phase_flops(c, "train_step", BATCH),
@@ -467,18 +555,21 @@ def _ms(seconds: float) -> str:
 
 def format_table(result: dict[str, Any], markdown: bool = False) -> str:
     """The records as a text (or markdown) table: ms, ratio to torch, efficiency, memory."""
-    head = ["model", "phase", "impl", "median ms", "min ms", "max ms", "x torch", "eff %", "peak MB"]
+    head = ["model", "phase", "impl", "median ms", "min ms", "max ms", "x fastest", "fastest", "x torch",
+            "eff %", "peak MB"]
     rows = []
     for r in result["records"]:
         ratio = "-" if r["ratio_vs_torch"] is None else f"{r['ratio_vs_torch']:.2f}"
+        vs_fastest = "-" if r.get("ratio_vs_fastest") is None else f"{r['ratio_vs_fastest']:.2f}"
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         rows.append([r["model"], r["phase"], r["impl"], _ms(r["median_s"]), _ms(r["min_s"]),
-                     _ms(r["max_s"]), ratio, f"{100 * r['efficiency']:.1f}", mem])
+                     _ms(r["max_s"]), vs_fastest, r.get("fastest") or "-", ratio,
+                     f"{100 * r['efficiency']:.1f}", mem])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    fmt = lambda row: "  ".join(str(c).rjust(w) if i > 2 else str(c).ljust(w)  # noqa: E731
+    fmt = lambda row: "  ".join(str(c).rjust(w) if i > 2 and i != 7 else str(c).ljust(w)  # noqa: E731
                                 for i, (c, w) in enumerate(zip(row, widths, strict=True)))
     return "\n".join([fmt(head), "-" * len(fmt(head)), *map(fmt, rows)])
 
@@ -494,6 +585,7 @@ def format_targets(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ALL_IMPLS", "DEFAULT_IMPLS", "IMPLS", "IDIOMS", "Record", "Runner",
-           "forward_flops", "format_table", "format_targets", "gemm_flops", "make_runner",
-           "memory_probe", "phase_flops", "run_benchmark", "thread_info", "time_runners"]
+__all__ = ["ALL_IMPLS", "BENCH_MODELS", "DEFAULT_IMPLS", "IMPLS", "IDIOMS", "MODELS", "Record", "Runner",
+           "fastest", "forward_flops", "format_table", "format_targets", "gemm_flops", "limit_threads",
+           "make_runner", "memory_probe", "model_class", "phase_flops", "run_benchmark", "thread_info",
+           "time_runners"]

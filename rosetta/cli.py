@@ -13,7 +13,7 @@ from rosetta.commands import UsageError
 from rosetta.commands._common import USER_ERRORS
 
 # Each module defines add_parser(subparsers) and run(args) -> int (the exit status).
-COMMANDS = ("env", "data", "parity", "train", "eval", "compare", "convert", "bench", "site")
+COMMANDS = ("env", "data", "parity", "train", "eval", "compare", "convert", "bench", "site", "check")
 
 EPILOG = """examples:
   rosetta env                          # versions, imports, BLAS and threads

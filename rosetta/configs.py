@@ -86,6 +86,10 @@ class _Config:
         """Every layer's name in forward order (the activation names of ``forward``)."""
         raise NotImplementedError
 
+    def forward_flops(self) -> int:
+        """Multiply-add FLOPs (2 per MAC) of one example's forward pass, GEMMs and convolutions."""
+        raise NotImplementedError
+
     def dropout_layers(self) -> list[str]:
         return [n for n in self.layer_names() if n.startswith("drop")]
 
@@ -160,6 +164,9 @@ class MLPConfig(_Config):
             if self.use_batchnorm and i < len(sizes) - 1:
                 _bn_spec(spec, f"bn{i}", sizes[i])
         return spec
+
+    def forward_flops(self) -> int:
+        return sum(2 * a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
 
     def layer_names(self) -> list[str]:
         names: list[str] = []
@@ -248,6 +255,11 @@ class CNNConfig(_Config):
         spec["fc2.W"] = (self.hidden_size, self.output_size)
         spec["fc2.b"] = (self.output_size,)
         return spec
+
+    def forward_flops(self) -> int:
+        oh, ow = self.conv_output_hw
+        conv = 2 * self.filter_num * oh * ow * self.input_dim[0] * self.filter_size ** 2
+        return conv + 2 * self.pool_output_size * self.hidden_size + 2 * self.hidden_size * self.output_size
 
     def layer_names(self) -> list[str]:
         bn = ["bn1"] if self.use_batchnorm else []
@@ -343,6 +355,13 @@ class DeepCNNConfig(_Config):
         spec["fc2.W"] = (self.hidden_size, self.output_size)
         spec["fc2.b"] = (self.output_size,)
         return spec
+
+    def forward_flops(self) -> int:
+        flops, c_in = 0, self.input_dim[0]
+        for (fn, k, _, _), (_, oh, ow) in zip(self.conv_params, self.feature_shapes(), strict=True):
+            flops += 2 * fn * oh * ow * c_in * k * k
+            c_in = fn
+        return flops + 2 * self.pool_output_size * self.hidden_size + 2 * self.hidden_size * self.output_size
 
     def layer_names(self) -> list[str]:
         names: list[str] = []

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from rosetta.weights import (
     LAYOUT,
     MAX_PARAMETERS,
     MAX_TENSORS,
+    MODEL_NAMES,
     SAFETENSORS_DTYPES,
     ModelConfig,
     WeightFileError,
@@ -327,15 +329,17 @@ def convert_to_native(weights: str | os.PathLike[str], fmt: str, out: str | os.P
 # --- native -> canonical ----------------------------------------------------------------------
 def from_native(
     path: str | os.PathLike[str], fmt: str, model: str | None = None,
-    hparams_from: str | os.PathLike[str] | None = None,
+    hparams_from: str | os.PathLike[str] | None = None, config: ModelConfig | None = None,
 ) -> tuple[dict[str, np.ndarray], ModelConfig]:
-    """Read ``fmt``'s native checkpoint with the framework's own loader; canonical params + config."""
+    """Read ``fmt``'s native checkpoint with the framework's own loader; canonical params + config
+    (``config`` given: that one, else :func:`resolve_config`)."""
     check_format(fmt)
     _check_input(Path(path))
     if fmt == "keras" and not os.fspath(path).endswith(".weights.h5"):
         raise ConvertError(f"{path}: a Keras weight file ends in '.weights.h5' (Keras picks the format "
                            "by the name); rename it")
-    config = resolve_config(path, fmt, model, hparams_from)
+    if config is None:
+        config = resolve_config(path, fmt, model, hparams_from)
     meta = read_native_metadata(path, fmt) or {}
     spec = param_spec(config)
     if fmt == "npz":
@@ -476,9 +480,242 @@ def _finish(path: str | os.PathLike[str], model: Any, fmt: str, config: ModelCon
 
 def convert_from_native(
     path: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], model: str | None = None,
-    hparams_from: str | os.PathLike[str] | None = None,
+    hparams_from: str | os.PathLike[str] | None = None, config: ModelConfig | None = None,
 ) -> ModelConfig:
     """``rosetta convert NATIVE --from FMT --out W.safetensors``; returns the model's config."""
-    params, config = from_native(path, fmt, model, hparams_from)
+    params, config = from_native(path, fmt, model, hparams_from, config)
     save_weights(out, params, config, extra_metadata={"converted_from": fmt})
     return config
+
+
+# --- what the tensors tell (every --from route) ---------------------------------------------------
+# A native file without the embedded metadata tells its architecture only through its shapes.
+# The course's inference (rosetta.course) reads them under the course's names; these are the
+# canonical ones the native names stand for (torch and Chainer affine weights are (out, in)).
+_TORCH_TENSORS = {"weight": "W", "bias": "b", "running_mean": "running_mean", "running_var": "running_var"}
+_CHAINER_TENSORS = {"W": "W", "b": "b", "gamma": "gamma", "beta": "beta", "avg_mean": "running_mean",
+                    "avg_var": "running_var"}
+
+
+def native_canonical_shapes(path: str | os.PathLike[str], fmt: str) -> dict[str, tuple[int, ...]] | None:
+    """Canonical name -> shape of the tensors in a native file, None where the names do not tell
+    (Keras variable paths)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    try:
+        if fmt == "keras":
+            return None
+        if fmt == "torch":
+            from safetensors import safe_open
+
+            with safe_open(os.fspath(path), framework="numpy") as f:
+                native = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            for name, shape in native.items():
+                layer, _, tensor = name.rpartition(".")
+                if tensor not in _TORCH_TENSORS:
+                    continue
+                canonical = _TORCH_TENSORS[tensor]
+                if layer.startswith("bn") and canonical in ("W", "b"):
+                    canonical = "gamma" if canonical == "W" else "beta"
+                shapes[f"{layer}.{canonical}"] = shape[::-1] if len(shape) == 2 else shape
+            return shapes
+        with np.load(path, allow_pickle=False) as f:
+            native = {k: tuple(f[k].shape) for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - any reader error: the loader reports it properly next
+        raise WeightFileError(f"{path}: cannot read as a {fmt} checkpoint ({type(exc).__name__}: "
+                              f"{exc})") from None
+    if fmt == "npz":
+        return native
+    for name, shape in native.items():
+        layer, _, tensor = name.rpartition("/")
+        if tensor in _CHAINER_TENSORS:
+            shapes[f"{layer}.{_CHAINER_TENSORS[tensor]}"] = shape[::-1] if len(shape) == 2 else shape
+    return shapes
+
+
+def _course_names(shapes: Mapping[str, tuple[int, ...]], model: str) -> dict[str, str]:
+    from rosetta.course import course_name_map
+
+    n_affine = sum(1 for n in shapes if n.startswith("fc") and n.endswith(".W"))
+    n_bn = sum(1 for n in shapes if n.startswith("bn") and n.endswith(".gamma")) if model == "mlp" else 0
+    return course_name_map(model, n_affine, n_bn)
+
+
+def _as_course_arrays(shapes: Mapping[str, tuple[int, ...]], model: str) -> dict[str, np.ndarray]:
+    """Zero-memory arrays of the canonical shapes under the course's names (for the inference)."""
+    names = _course_names(shapes, model)
+    inverse = {canonical: course for course, canonical in names.items()}
+    zero = np.zeros((), np.float32)
+    return {inverse[n]: np.broadcast_to(zero, s) for n, s in shapes.items() if n in inverse}
+
+
+def honest_native_config(
+    path: str | os.PathLike[str], fmt: str, model: str | None, options: Mapping[str, object],
+    option_names: Mapping[str, str], hparams_from: str | os.PathLike[str] | None = None,
+    contradict: Callable[[ModelConfig, str], ModelConfig] | None = None,
+) -> tuple[ModelConfig, list[str]]:
+    """The config of a native file and the lines saying where every hyper-parameter came from.
+
+    The file's metadata (or ``--hparams-from``) fixes the model: ``contradict(config, source)``
+    applies the options to it and raises where one differs. Without metadata the shapes fix what
+    they show, the options the rest; a hyper-parameter that changes the result and that neither
+    settles (an MLP's activation, a conv's pad and stride when several fit) is refused.
+    """
+    from rosetta.course import (
+        CourseFileError,
+        build_course_config,
+        describe_sources,
+        infer_architecture,
+    )
+
+    source = os.fspath(hparams_from if hparams_from is not None else path)
+    meta = read_metadata(hparams_from) if hparams_from is not None else read_native_metadata(path, fmt)
+    if meta is not None:
+        config = _config_from(meta, source)
+        if model is not None and config.name != model:
+            raise WeightFileError(f"{source}: holds a {config.name!r} model, not {model!r}")
+        if contradict is not None:
+            config = contradict(config, source)
+        return config, [f"hyper-parameters from {source}'s metadata: {config.describe()}"]
+    if model is None:
+        raise ConvertError(f"{path}: carries no hyper-parameters; pass --model {{{','.join(MODEL_NAMES)}}} "
+                           "or --preset NAME (with the options the tensors cannot show), or "
+                           "--hparams-from W.safetensors")
+    shapes = native_canonical_shapes(path, fmt)
+    fixed: dict[str, object] = {}
+    why: dict[str, str] = {}
+    if shapes is not None:
+        arrays = _as_course_arrays(shapes, model)
+        found, _, fixed, why = infer_architecture(arrays, os.fspath(path), options)
+        if found != model:
+            raise WeightFileError(f"{path}: its tensors are a {found!r} model's, not {model!r}")
+        fixed.pop("conv_kernels", None)
+        if model == "cnn":
+            fixed["use_batchnorm"] = "bn1.gamma" in shapes
+            why["use_batchnorm"] = "bn1 tensors present" if fixed["use_batchnorm"] else "no bn1 tensors"
+        names = _course_names(shapes, model)
+        why = {k: re.sub(r"\b(W|gamma|beta)(\d+)\b", lambda m: names.get(m.group(0), m.group(0)), v)
+               for k, v in why.items()}
+    elif model in ("cnn", "deepcnn") and not ({"pad", "stride", "conv_params"} & set(options)):
+        raise ConvertError(f"{path}: carries no hyper-parameters and a {fmt} file's variable names do not "
+                           "show the architecture; pad and stride change the result: pass --pad and "
+                           "--stride (or --preset), or --hparams-from W.safetensors")
+    try:
+        config, from_options, assumed = build_course_config(model, fixed, options, option_names,
+                                                            os.fspath(path), defaults={})
+    except CourseFileError as exc:
+        raise ConvertError(str(exc).replace("course parameter file", "file")) from None
+    lines = [f"{path}: no hyper-parameters in the file; {config.name} from its tensors and the options"]
+    lines += describe_sources(config, {"from the tensors": why, "from options": from_options,
+                                       "assumed": assumed})
+    return config, lines
+
+
+def load_canonical_or_hint(path: str | os.PathLike[str], model: str | None = None,
+                           ) -> tuple[dict[str, np.ndarray], ModelConfig]:
+    """:func:`rosetta.weights.load_weights`; a file that is not a canonical one gets the
+    ``rosetta convert --from`` command that reads it added to the error."""
+    try:
+        return load_weights(path, model=model)
+    except WeightFileError as exc:
+        message = str(exc)
+        if "not a safetensors weight file" in message or "not an mnist-rosetta weight file" in message:
+            hint = native_hint(path)
+            if hint:
+                raise WeightFileError(f"{message}; {hint}") from None
+        raise
+
+
+def native_hint(path: str | os.PathLike[str]) -> str | None:
+    """For a file given where a canonical weight file is expected: the ``convert`` command that
+    reads it, or None when it looks like nothing known."""
+    p = Path(path)
+    name = p.name.lower()
+    command = f"rosetta convert {path} --from {{}} --out W.safetensors"
+    try:
+        head = p.read_bytes()[:8] if p.is_file() and p.stat().st_size >= 8 else b""
+    except OSError:
+        return None
+    if name.endswith((".pkl", ".pickle")) or head[:1] == b"\x80":
+        return ("a pickle (a course parameter file from save_params?): read it safely with "
+                + command.format("dlfs"))
+    if name.endswith((".pt", ".pth", ".ckpt", ".bin")):
+        return ("a torch.save checkpoint is a pickle and is never loaded here: save the state_dict with "
+                "safetensors.torch.save_file(model.state_dict(), F) and run "
+                + command.format("torch").replace(str(path), "F"))
+    if name.endswith((".h5", ".keras")) or head.startswith(b"\x89HDF"):
+        return "a Keras/HDF5 file: " + command.format("keras")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                meta = json.loads(z.comment.decode()) if z.comment else {}
+                names = z.namelist()
+        except (zipfile.BadZipFile, ValueError, OSError):
+            return None
+        if isinstance(meta, dict) and meta.get("native") in NATIVE_FORMATS:
+            return f"a {meta['native']} checkpoint: " + command.format(meta["native"])
+        if any("/" in n for n in names):
+            return "a Chainer .npz: " + command.format("chainer")
+        if any(n.startswith("W1") for n in names):
+            return "a course params dict as .npz: " + command.format("dlfs")
+        return "an .npz of arrays: " + command.format("npz")
+    if name.endswith(".safetensors"):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(os.fspath(p), framework="numpy") as f:
+                meta = f.metadata() or {}
+        except Exception:  # noqa: BLE001 - not readable: the caller's own message stands
+            return None
+        if meta.get("format") == NATIVE_FORMAT_TAG and meta.get("native") in NATIVE_FORMATS:
+            return f"a {meta['native']} checkpoint: " + command.format(meta["native"])
+        return "a safetensors file of another program (a torch state_dict?): " + command.format("torch")
+    return None
+
+
+# --- the course's own parameter files (--from dlfs) -----------------------------------------------
+def import_dlfs(
+    path: str | os.PathLike[str], options: Mapping[str, object], option_names: Mapping[str, str],
+    model: str | None = None, bn_stats_from: str | os.PathLike[str] | None = None,
+    arrays: Mapping[str, np.ndarray] | None = None,
+) -> Any:
+    """A course parameter file (pickle or .npz) as canonical tensors; a :class:`rosetta.course.CourseImport`.
+
+    BatchNorm running statistics are not in the course's files: with ``bn_stats_from`` (an
+    MNIST folder) they are computed over its training set (:func:`rosetta.course.bn_stats_from_data`),
+    without it the import is refused.
+    """
+    from rosetta.course import CourseFileError, bn_stats_from_data, import_course_params, read_course_file
+    from rosetta.data import load_mnist
+
+    source = os.fspath(path)
+    if arrays is None:
+        arrays, _ = read_course_file(path)
+    imp = import_course_params(arrays, source, options, option_names, model)
+    config = imp.config
+    if getattr(config, "use_batchnorm", False):
+        if bn_stats_from is None:
+            raise CourseFileError(
+                f"{source}: has BatchNorm (gamma/beta) but no running_mean/running_var: the course's "
+                "BatchNormalization keeps them outside params and save_params does not write them; eval "
+                "needs them: pass --bn-stats-from-data MNIST_DIR to compute them over the training set")
+        dtype = next(iter(imp.params.values())).dtype
+        x_train, _ = load_mnist("train", bn_stats_from, layout="flat", dtype=dtype)
+        imp.params.update(bn_stats_from_data(imp.params, config, x_train))
+        imp.notes.append(f"BatchNorm running_mean/running_var computed over the {len(x_train)} training "
+                         f"images of {bn_stats_from} (train-mode batch statistics, batches of 100, "
+                         "Dropout in eval mode; the formula: rosetta convert --help)")
+    elif bn_stats_from is not None:
+        imp.notes.append("--bn-stats-from-data ignored: the network has no BatchNorm")
+    validate_params(imp.params, config, source=source)
+    return imp
+
+
+def convert_from_dlfs(
+    path: str | os.PathLike[str], out: str | os.PathLike[str], options: Mapping[str, object],
+    option_names: Mapping[str, str], model: str | None = None,
+    bn_stats_from: str | os.PathLike[str] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
+) -> Any:
+    """``rosetta convert F.pkl --from dlfs --out W.safetensors``; returns the CourseImport."""
+    imp = import_dlfs(path, options, option_names, model, bn_stats_from, arrays)
+    save_weights(out, imp.params, imp.config, extra_metadata={"converted_from": "dlfs"})
+    return imp

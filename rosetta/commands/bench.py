@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, format_table, format_targets, run_benchmark
+from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, MODELS, format_table, format_targets, run_benchmark
 from rosetta.commands import formatter
 from rosetta.commands._common import int_range
 from rosetta.data import verify_mnist
@@ -22,7 +22,8 @@ impls: numpy torch tf chainer (each package's own model + train_step), torch-idi
 torch.optim.Adam), keras-fit (compiled Keras Sequential, train_on_batch/predict), tf-eager (the TF
 step without tf.function), <framework>-adapter (through the canonical Adapter interface).
 Times: training step = one batch of 100 (float32, Adam, course defaults); inference = the test set
-(10k images) in batches of 1000. Ratios are paired per repeat against torch in the same run.
+(10k images) in batches of 1000. Ratios are paired per repeat against torch and against the fastest
+implementation of that model and phase in the same run. Every library gets --threads threads.
 """
 
 
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "PyTorch in the same run, the efficiency against a measured float32 GEMM and "
                        "peak memory (one subprocess per implementation).",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--model", choices=("mlp", "cnn", "all"), default="all", help="default: all")
+    p.add_argument("--model", choices=(*MODELS, "all"), default="all", help="default: all")
     p.add_argument("--impl", action="append", choices=ALL_IMPLS, metavar="IMPL",
                    help=f"implementation(s), repeatable (default: {' '.join(DEFAULT_IMPLS)}); "
                    f"choices: {', '.join(ALL_IMPLS)}")
@@ -44,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--inference-size", type=int_range(1, 10_000), default=10_000,
                    help="test images (1 to 10000, default 10000)")
     p.add_argument("--data-dir", help="MNIST folder (default: synthetic random data of MNIST shape)")
+    p.add_argument("--threads", type=int_range(0), default=1,
+                   help="compute threads given to every library (default 1: stable on a shared "
+                   "machine, see rosetta/bench.py); 0 keeps each library's default")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory subprocesses")
     p.add_argument("--json", metavar="PATH", help="write machine info, records and targets as JSON")
@@ -57,16 +61,18 @@ def run(args: argparse.Namespace) -> int:
         verify_mnist(args.data_dir)  # a bad folder fails now, not after the first benchmarks
     if args.repeat < 5:
         print(f"note: --repeat {args.repeat} < 5: a smoke run, not a measurement", file=sys.stderr)
-    models = ("mlp", "cnn") if args.model == "all" else (args.model,)
+    models = MODELS if args.model == "all" else (args.model,)
     result = run_benchmark(args.impl or DEFAULT_IMPLS, models, args.repeat, args.steps,
                            args.inference_size, args.data_dir, args.memory,
-                           progress=lambda s: print(f"  {s} ...", file=sys.stderr, flush=True))
+                           progress=lambda s: print(f"  {s} ...", file=sys.stderr, flush=True),
+                           threads=args.threads)
     for impl, why in result["skipped"].items():
         print(f"skipped {impl}: {why}", file=sys.stderr)
     machine = result["machine"]
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
     print(format_table(result))
-    print("eff % = (model FLOPs / measured float32 GEMM FLOP/s) / time; x torch = median paired ratio")
+    print("eff % = (model FLOPs / measured float32 GEMM FLOP/s) / time; x fastest, x torch = median "
+          "paired ratio against the fastest implementation of the row's model and phase, and torch")
     print("targets (paired ratios, same run):")
     print(format_targets(result))
     if args.json:

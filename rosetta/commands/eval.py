@@ -9,9 +9,9 @@ import numpy as np
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, model_arg
 from rosetta.commands._common import add_data_options
+from rosetta.convert import load_canonical_or_hint
 from rosetta.registry import resolve
 from rosetta.training import load_test
-from rosetta.weights import load_weights
 
 EPILOG = """examples:
   rosetta eval --framework torch --model cnn --weights cnn.safetensors
@@ -57,7 +57,7 @@ def format_confusion(cm: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    params, config = load_weights(args.weights, model=args.model)
+    params, config = load_canonical_or_hint(args.weights, model=args.model)
     dtype = args.dtype or str(next(iter(params.values())).dtype)
     params = {n: v.astype(dtype) for n, v in params.items()}
     data = load_test(config, args.data_dir, dtype, args.limit)  # eval needs only the test split

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -19,6 +20,7 @@ EPILOG = """examples:
   rosetta parity --data-dir ../shared/mnist        # plus 100-step trajectories on real MNIST
   rosetta parity --framework torch --model cnn --dtype float32 --json parity.json
   rosetta parity --plot heatmap.png                # log10 relative error, framework x tensor
+  rosetta parity --distributed --data-dir ../shared/mnist   # DDP, MirroredStrategy, ChainerMN: 2 workers
 """
 
 
@@ -40,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write every record as JSON")
     p.add_argument("--plot", metavar="PNG", help="write a heatmap of log10 relative error")
     p.set_defaults(outputs=("json", "plot"))
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: data-parallel training (torch DDP, TF MirroredStrategy, ChainerMN; "
+                   "2 workers, 20 steps) against the one-process reference, with the pitfalls measured")
     return p
 
 
@@ -63,6 +68,12 @@ def format_table(records: list[Record]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.distributed:
+        from rosetta.distributed import DTYPES as DIST_DTYPES
+        from rosetta.distributed import cli
+
+        return cli(args.framework, args.model, args.dtype or DIST_DTYPES,
+                   args.data_dir or os.environ.get("MNIST_DIR"), args.json)
     frameworks = args.framework or list(PORTS)
     available = []
     for framework in frameworks:

@@ -1,0 +1,1 @@
+"""Course-style reference networks and deliberately wrong ports, for ``rosetta check``."""
