@@ -211,10 +211,25 @@ def _mnist_commands(folder: Path, out: Path, weights: Path) -> dict[str, list[st
             *d,
         ],
         "bench": ["bench", "--impl", "numpy", "--no-memory", "--json", str(out / "b.json"), *d],
+        "check": [
+            "check",
+            CHECK_REF,
+            CHECK_PORT,
+            "--input",
+            "mnist",
+            "--batch",
+            "2",
+            "--json",
+            str(out / "c.json"),
+            *d,
+        ],
     }
 
 
-MNIST_COMMANDS = ("data", "train", "eval", "compare", "parity", "bench")
+MNIST_COMMANDS = ("data", "train", "eval", "compare", "parity", "bench", "check")
+GALLERY = Path(__file__).resolve().parent / "check_gallery"
+CHECK_REF = f"{GALLERY / 'course.py'}:two_layer_net"
+CHECK_PORT = f"{GALLERY / 'torch_ports.py'}:two_layer_port"
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +254,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
 def test_bad_mnist(
     capsys: pytest.CaptureFixture[str], mnist_corpus: Path, workdir: Path, case: str, command: str
 ) -> None:
-    if command == "parity":
+    if command in ("parity", "check"):
         require_framework("torch")
     folder = mnist_corpus / case
     expect = MNIST_EXTRA.get(case) or MNIST_CASES[case][2]
@@ -1105,3 +1120,33 @@ def test_bad_labels_refused_by_every_adapter(framework: str) -> None:
             adapter.loss_and_grads(x, labels)
         with pytest.raises(ValueError, match=message):
             adapter.train_step(x, labels)
+
+
+# --- course parameter files (convert --from dlfs) ----------------------------------------------------
+
+COURSE_CASES: dict[str, bytes] = {
+    "empty": b"",
+    "random-bytes": bytes(np.random.default_rng(5).integers(0, 256, 4096, np.uint8)),
+    "exploit-global-reduce": EXPLOIT_PICKLE,
+    "exploit-protocol-4": b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system"
+    b"\x94\x93\x94\x8c\x04true\x94\x85\x94R\x94.",
+    "truncated-pickle": EXPLOIT_PICKLE[:10],
+    "deep-nesting": b"\x80\x02" + b"]" * 200_000 + b".",
+    "huge-declared-bytes": b"\x80\x04\x8e" + (1 << 60).to_bytes(8, "little") + b"abc",
+    "torch-save-zip": _torch_save_zip(),
+    "npz": _npz_bytes(init_params(MLPConfig())),
+    "canonical-file": st_bytes(good_tensors(), good_meta()),
+}
+
+
+@pytest.mark.parametrize("case", [*COURSE_CASES, "a-folder", "missing"])
+def test_bad_course_file(capsys: pytest.CaptureFixture[str], workdir: Path, case: str) -> None:
+    folder = workdir / "course"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{case}.pkl"
+    if case == "a-folder":
+        path.mkdir(exist_ok=True)
+    elif case in COURSE_CASES:
+        path.write_bytes(COURSE_CASES[case])
+    argv = ["convert", str(path), "--from", "dlfs", "--out", str(workdir / "out" / "w.safetensors")]
+    assert_refused(capsys, argv, [folder, workdir / "out"], str(path), ".")
