@@ -42,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,10 +208,10 @@ def limit_threads(n: int, frameworks: Sequence[str]) -> dict[str, str]:
 
 
 # --- data -------------------------------------------------------------------------------------
-def make_data(model: str, inference_size: int, n_batches: int = 10, data_dir: str | None = None,
+def make_data(model: str | ModelConfig, inference_size: int, n_batches: int = 10, data_dir: str | None = None,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, t_train, x_test), float32, canonical layout: MNIST or uniform random of its shape."""
-    config = make_config(model)
+    config = make_config(model) if isinstance(model, str) else model
     layout = layout_for(config.input_shape)
     flat = layout == "flat"
     if data_dir is not None:
@@ -500,8 +500,14 @@ def run_benchmark(
     impls: Sequence[str] = DEFAULT_IMPLS, models: Sequence[str] = MODELS, repeat: int = 5,
     steps: int = 20, inference_size: int = 10_000, data_dir: str | None = None, memory: bool = True,
     progress: Callable[[str], None] | None = None, threads: int = 1,
+    configs: Mapping[str, ModelConfig] | None = None,
 ) -> dict[str, Any]:
-    """Time ``impls`` on ``models``; returns {"machine", "records", "targets", "skipped"}."""
+    """Time ``impls`` on ``models``; returns {"machine", "records", "targets", "skipped"}.
+
+    ``configs``: the model's hyper-parameters by model name (default: each model's defaults); a
+    non-default one runs without the frameworks' idioms and the memory probe, which build the
+    defaults."""
+    custom = {m: c for m, c in (configs or {}).items() if c != make_config(m)}
     skipped: dict[str, str] = {}
     available = []
     for impl in impls:
@@ -512,13 +518,13 @@ def run_benchmark(
             skipped[impl] = str(exc)
     thread_setting = limit_threads(threads, {FRAMEWORK_OF[i] for i in available})
     gemm = gemm_flops()
-    configs: dict[str, ModelConfig] = {m: make_config(m) for m in models}
+    configs = {m: (configs or {}).get(m) or make_config(m) for m in models}
     records: list[Record] = []
     for model in models:
-        data = make_data(model, inference_size, data_dir=data_dir)
+        data = make_data(configs[model], inference_size, data_dir=data_dir)
         runners = {}
         for impl in available:
-            if impl in IDIOMS and model not in IDIOM_MODELS:
+            if impl in IDIOMS and (model not in IDIOM_MODELS or model in custom):
                 continue
             if progress:
                 progress(f"building {impl} {model}")
@@ -527,7 +533,7 @@ def run_benchmark(
         del runners
     annotate(records, configs, gemm, inference_size)
     if memory:
-        for model in models:
+        for model in (m for m in models if m not in custom):
             for impl in available:
                 if progress:
                     progress(f"peak memory of {impl} {model} (subprocess)")

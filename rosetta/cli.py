@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from rosetta.commands import UsageError
+from rosetta.commands._arch import ArchError
 from rosetta.commands._common import USER_ERRORS
 
 # Each module defines add_parser(subparsers) and run(args) -> int (the exit status).
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UsageError as exc:
         parser.exit(2, f"rosetta {args.command}: error: {exc}\n")
+    except ArchError as exc:  # options that do not fit together (2) or contradict a file (1)
+        print(f"rosetta {args.command}: error: {exc}", file=sys.stderr)
+        return exc.status
     except USER_ERRORS as exc:
         print(f"rosetta {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -10,14 +10,14 @@ forward order) whose activations part.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from rosetta.adapters import Adapter, make_adapter
 from rosetta.adapters.base import OPTIMIZERS
-from rosetta.configs import MODEL_NAMES, ModelConfig, config_class, make_config
+from rosetta.configs import MODEL_NAMES, ModelConfig, config_class, make_config, non_default_fields
 from rosetta.data import batch_order, layout_for, load_mnist
 from rosetta.tolerances import MIN_ARGMAX_AGREEMENT, errors, tolerance
 from rosetta.weights import init_params, is_state, param_spec
@@ -620,13 +620,24 @@ def check_case(case: Case | str, framework: str, dtype: str, data_dir: str | Non
     return records
 
 
+def custom_case(config: ModelConfig) -> Case:
+    """A case for a config given on the command line: forward and gradients, and the BatchNorm
+    and Dropout sections where the model has those layers."""
+    names = config.layer_names()
+    sections = ("forward", "grads", *(("batchnorm",) if any(n.startswith("bn") for n in names) else ()),
+                *(("dropout",) if config.dropout_layers() else ()))
+    return Case(config.name, "custom", tuple(non_default_fields(config).items()), sections)
+
+
 def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
                dtypes: Iterable[str] = DTYPES, data_dir: str | None = None,
-               progress: Callable[[str], None] | None = None) -> list[Record]:
-    """The whole matrix (trajectories only with ``data_dir``), as records."""
+               progress: Callable[[str], None] | None = None,
+               only: Sequence[Case] | None = None) -> list[Record]:
+    """The whole matrix (trajectories only with ``data_dir``), as records; ``only``: these cases
+    instead of the table's."""
     records: list[Record] = []
     frameworks, dtypes = tuple(frameworks), tuple(dtypes)
-    for case in cases(models):
+    for case in (cases(models) if only is None else only):
         for framework in frameworks:
             for dtype in dtypes:
                 if progress:

@@ -8,6 +8,8 @@ import sys
 
 from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, MODELS, format_table, format_targets, run_benchmark
 from rosetta.commands import formatter
+from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
+from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import int_range
 from rosetta.data import verify_mnist
 from rosetta.weights import atomic_write_bytes
@@ -52,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="skip the peak-memory subprocesses")
     p.add_argument("--json", metavar="PATH", help="write machine info, records and targets as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
+    add_architecture_options(p)
     p.set_defaults(outputs=("json", "markdown"))
     return p
 
@@ -62,10 +65,16 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 5:
         print(f"note: --repeat {args.repeat} < 5: a smoke run, not a measurement", file=sys.stderr)
     models = MODELS if args.model == "all" else (args.model,)
+    configs = None
+    if args.preset is not None or any(getattr(args, d, None) is not None for d in ARCH_OPTIONS):
+        arch = argparse.Namespace(**{**vars(args), "model": None if args.model == "all" else args.model})
+        config = config_from_args(arch)
+        models, configs = (config.name,), {config.name: config}
+        print(f"model {config.describe()} (no idioms, no memory probe: they build the defaults)")
     result = run_benchmark(args.impl or DEFAULT_IMPLS, models, args.repeat, args.steps,
                            args.inference_size, args.data_dir, args.memory,
                            progress=lambda s: print(f"  {s} ...", file=sys.stderr, flush=True),
-                           threads=args.threads)
+                           threads=args.threads, configs=configs)
     for impl, why in result["skipped"].items():
         print(f"skipped {impl}: {why}", file=sys.stderr)
     machine = result["machine"]

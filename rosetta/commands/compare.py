@@ -8,7 +8,9 @@ import time
 
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, framework_arg, model_arg
+from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import add_data_options, add_model_options, add_recipe_options, recipe
+from rosetta.configs import MODEL_NAMES
 from rosetta.training import (
     epoch_lr,
     evaluate,
@@ -16,7 +18,7 @@ from rosetta.training import (
     max_param_divergence,
     train_epoch,
 )
-from rosetta.weights import atomic_write_bytes, init_params, make_config
+from rosetta.weights import atomic_write_bytes, init_params
 
 EPILOG = """examples:
   rosetta compare --model mlp --epochs 3 --plot curves.png
@@ -30,9 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "weights and batch order; print per-epoch loss and accuracy side by side with "
                        "the largest parameter divergence from the reference, and plot the curves.",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
+    p.add_argument("--model", type=model_arg, default=None, help=f"{'|'.join(MODEL_NAMES)} (or --preset)")
     add_recipe_options(p)
     add_model_options(p)
+    add_architecture_options(p, weight_decay=False)
     add_data_options(p)
     p.add_argument("--frameworks", nargs="+", type=framework_arg, default=list(FRAMEWORKS),
                    help="implementations to train (numpy is always the reference)")
@@ -43,9 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    args.model = config.name
     r = recipe(args)
     frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
-    config = make_config(args.model, weight_decay=args.weight_decay or 0.0)
+    print(f"model {config.describe()}")
     params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
     adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}

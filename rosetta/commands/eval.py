@@ -8,6 +8,7 @@ import numpy as np
 
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, model_arg
+from rosetta.commands._arch import add_architecture_options, config_from_args, requested_model
 from rosetta.commands._common import add_data_options
 from rosetta.convert import load_canonical_or_hint
 from rosetta.registry import resolve
@@ -36,11 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "accuracy, the share of identical predictions and the largest logit difference.",
                        epilog=EPILOG, formatter_class=formatter())
     p.add_argument("--framework", type=framework_or_all, required=True, help="numpy|torch|tf|chainer|all")
-    p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
+    p.add_argument("--model", type=model_arg, default=None,
+                   help="mlp|cnn|deepcnn (default: the file's; checked against it when given)")
     p.add_argument("--weights", required=True, help="canonical weight file (.safetensors)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="compute dtype (default: the file's)")
     add_data_options(p)
+    add_architecture_options(p)
     return p
 
 
@@ -57,7 +60,10 @@ def format_confusion(cm: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    params, config = load_canonical_or_hint(args.weights, model=args.model)
+    params, file_config = load_canonical_or_hint(args.weights, model=requested_model(args))
+    # The file fixes the model; an architecture option that contradicts it names both values.
+    config = config_from_args(args, file_config, file_name=args.weights)
+    print(f"model {config.describe()}")
     dtype = args.dtype or str(next(iter(params.values())).dtype)
     params = {n: v.astype(dtype) for n, v in params.items()}
     data = load_test(config, args.data_dir, dtype, args.limit)  # eval needs only the test split

@@ -9,10 +9,12 @@ import sys
 import time
 
 from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
-from rosetta.commands import formatter, port_arg
+from rosetta.commands import UsageError, formatter, port_arg
+from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
+from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.configs import MODEL_NAMES
 from rosetta.data import verify_mnist
-from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, run_matrix, summarize
+from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, custom_case, run_matrix, summarize
 from rosetta.weights import atomic_write_bytes
 
 EPILOG = """examples:
@@ -45,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="instead: data-parallel training (torch DDP, TF MirroredStrategy, ChainerMN; "
                    "2 workers, 20 steps) against the one-process reference, with the pitfalls measured")
+    add_architecture_options(p)  # any of them: check that one configuration instead of the table's cases
     return p
 
 
@@ -53,7 +56,8 @@ def format_table(records: list[Record]) -> str:
     worst = summarize(records)
     present = [q for q in QUANTITIES if any(k[3] == q for k in worst)]
     order = [c.label for c in CASES]
-    rows = sorted({k[:3] for k in worst}, key=lambda k: (order.index(k[0]), PORTS.index(k[1]), k[2]))
+    rows = sorted({k[:3] for k in worst}, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
+                                                         PORTS.index(k[1]), k[2]))
     width = max(len("case"), *(len(r[0]) for r in rows)) if rows else len("case")
     header = f"{'case':<{width}} {'framework':<8} {'dtype':<8} " + " ".join(f"{q:>11}" for q in present)
     lines = [header, "-" * len(header)]
@@ -84,12 +88,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"rosetta parity: {exc}", file=sys.stderr)
     if len(available) < len(frameworks):
         return 1
+    only = None
+    if args.preset is not None or any(getattr(args, d, None) is not None for d in ARCH_OPTIONS):
+        models = args.model or []
+        if len(models) > 1:
+            raise UsageError("architecture options describe one model: pass --model once (or --preset)")
+        arch = argparse.Namespace(**{**vars(args), "model": models[0] if models else None})
+        only = [custom_case(config_from_args(arch))]
+        print(f"model {only[0].config.describe()}")
     data_dir = None
     if args.data_dir or args.trajectories:  # asked for trajectories: no data is an error, found now
         data_dir = str(verify_mnist(args.data_dir))
     start = time.perf_counter()
     records = run_matrix(available, args.model or MODEL_NAMES, args.dtype or DTYPES, data_dir,
-                         progress=lambda s: print(f"  checking {s} ...", file=sys.stderr, flush=True))
+                         progress=lambda s: print(f"  checking {s} ...", file=sys.stderr, flush=True),
+                         only=only)
     seconds = time.perf_counter() - start
     print("largest relative error per quantity (max|a - ref| / max|ref|); ok = within tolerance")
     print(format_table(records))

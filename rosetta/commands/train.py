@@ -10,6 +10,7 @@ import numpy as np
 
 from rosetta.adapters import make_adapter
 from rosetta.commands import formatter, framework_arg, model_arg
+from rosetta.commands._arch import add_architecture_options, config_from_args, requested_model
 from rosetta.commands._common import (
     add_data_options,
     add_model_options,
@@ -17,9 +18,9 @@ from rosetta.commands._common import (
     build_adapter,
     recipe,
 )
-from rosetta.configs import replace
+from rosetta.configs import MODEL_NAMES, to_metadata
 from rosetta.training import EpochResult, TrainingInterrupted, epoch_lr, fit, load_splits
-from rosetta.weights import WeightFileError, load_weights, make_config, read_metadata
+from rosetta.weights import WeightFileError, load_weights, read_metadata
 
 EPILOG = """examples:
   rosetta train --framework numpy --model cnn --out cnn.safetensors
@@ -37,9 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model in one framework", description=__doc__,
                        epilog=EPILOG, formatter_class=formatter())
     p.add_argument("--framework", type=framework_arg, required=True, help="numpy|torch|tf|chainer")
-    p.add_argument("--model", type=model_arg, required=True, help="mlp|cnn")
+    p.add_argument("--model", type=model_arg, default=None,
+                   help=f"{'|'.join(MODEL_NAMES)} (or --preset; with --resume, the file's)")
     add_recipe_options(p)
     add_model_options(p)
+    add_architecture_options(p, weight_decay=False)
     add_data_options(p)
     p.add_argument("--out", help="canonical weights, saved atomically after every epoch")
     p.add_argument("--resume", help="start from these canonical weights (optimizer state restarts)")
@@ -61,15 +64,18 @@ def resume_epoch(path: str, meta: dict[str, str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    r = recipe(args)
-    config = make_config(args.model, weight_decay=args.weight_decay or 0.0)
     start_epoch = 0
     params = None
     if args.resume:
-        params, config = load_weights(args.resume, model=args.model, dtype=args.dtype)
+        params, file_config = load_weights(args.resume, model=requested_model(args), dtype=args.dtype)
         start_epoch = resume_epoch(args.resume, read_metadata(args.resume))
-        if args.weight_decay is not None:  # the option wins over the file's value, and is saved
-            config = replace(config, weight_decay=args.weight_decay)
+        # The file fixes the architecture; the regularisation options win over its values (saved).
+        fixed = [n for n in to_metadata(file_config) if n not in ("weight_decay", "weight_decay_l1")]
+        config = config_from_args(args, file_config, fixed=fixed, file_name=args.resume)
+    else:
+        config = config_from_args(args)
+    args.model = config.name
+    r = recipe(args)
     epochs, lr, decay = int(r["epochs"]), float(r["lr"]), float(r["lr_decay"])  # type: ignore[arg-type]
     last_lr = epoch_lr(lr, decay, start_epoch + epochs - 1)
     if not last_lr >= np.finfo(np.float32).tiny:
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         adapter = build_adapter(args.framework, config, args.dtype, str(r["init"]), int(r["seed"]))
     adapter.set_optimizer(str(r["optimizer"]), lr=lr)
     resumed = f", from {args.resume} at epoch {start_epoch}" if args.resume else ""
+    print(f"model {config.describe()}")
     print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']} "
           f"(x{r['lr_decay']} per epoch), "
           f"batch {r['batch_size']}, {r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}, "
