@@ -46,7 +46,8 @@ def test_train_a_course_preset_then_eval_it(capsys: pytest.CaptureFixture[str], 
 def test_compare_with_architecture_options(capsys: pytest.CaptureFixture[str], mnist_dir: Path) -> None:
     require_framework("torch")
     code, text, err = run_cli(capsys, "compare", "--model", "mlp", "--hidden-sizes", "20", "--batchnorm",
-                              "--dropout", "0.2", "--dropout-mode", "course", "--frameworks", "numpy", "torch",
+                              "--dropout", "0.2", "--dropout-mode", "course",
+                              "--frameworks", "numpy", "torch",
                               "--epochs", "1", "--limit", "200", "--data-dir", str(mnist_dir))
     assert code == 0, err
     assert "hidden_sizes=[20]" in text and "use_batchnorm=True" in text and "dropout_mode=course" in text
@@ -54,8 +55,8 @@ def test_compare_with_architecture_options(capsys: pytest.CaptureFixture[str], m
 
 def test_parity_checks_the_configuration_given(capsys: pytest.CaptureFixture[str]) -> None:
     require_framework("torch")
-    code, text, err = run_cli(capsys, "parity", "--framework", "torch", "--model", "cnn", "--filter-num", "3",
-                              "--filter-size", "4", "--pad", "1", "--stride", "2", "--dtype", "float64")
+    code, text, err = run_cli(capsys, "parity", "--framework", "torch", "--model", "cnn",
+                              "--filter-num", "3", "--filter-size", "4", "--pad", "1", "--stride", "2", "--dtype", "float64")
     assert code == 0, err
     assert "filter_num=3" in text and "cnn:custom torch    float64" in text
     code, _, err = run_cli(capsys, "parity", "--model", "mlp", "--filter-num", "3")
