@@ -56,7 +56,8 @@ def test_compare_with_architecture_options(capsys: pytest.CaptureFixture[str], m
 def test_parity_checks_the_configuration_given(capsys: pytest.CaptureFixture[str]) -> None:
     require_framework("torch")
     code, text, err = run_cli(capsys, "parity", "--framework", "torch", "--model", "cnn",
-                              "--filter-num", "3", "--filter-size", "4", "--pad", "1", "--stride", "2", "--dtype", "float64")
+                              "--filter-num", "3", "--filter-size", "4", "--pad", "1", "--stride", "2",
+                              "--dtype", "float64")
     assert code == 0, err
     assert "filter_num=3" in text and "cnn:custom torch    float64" in text
     code, _, err = run_cli(capsys, "parity", "--model", "mlp", "--filter-num", "3")
