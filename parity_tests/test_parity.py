@@ -87,8 +87,9 @@ def test_dropout_shared_mask(case: Case, framework: str, dtype: str) -> None:
     assert_parity(records, case, framework, dtype)
 
 
-@pytest.mark.parametrize("optimizer", parity.TRAJECTORY_OPTIMIZERS)
-@pytest.mark.parametrize("case,framework,dtype", combos("trajectory"))
+@pytest.mark.parametrize("case,framework,dtype,optimizer", [
+    pytest.param(c, f, d, o, id=f"{c.label}-{f}-{d}-{o}") for c in parity.CASES if "trajectory" in c.sections
+    for f in PORTS for d in parity.DTYPES for o in c.trajectory_optimizers])
 def test_trajectory_on_mnist(case: Case, framework: str, dtype: str, optimizer: str, mnist_dir) -> None:
     require_framework(framework)
     check = parity.check_trajectory(case, framework, dtype, optimizer, str(mnist_dir))

@@ -168,7 +168,7 @@ def model_class(framework: str, model: str) -> type:
 
 
 # --- threads ----------------------------------------------------------------------------------
-def _openblas_set_threads(n: int) -> str:
+def set_openblas_threads(n: int) -> str:
     """Set OpenBLAS's thread count through the library NumPy loaded; returns what was done."""
     try:
         with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
@@ -189,7 +189,7 @@ def limit_threads(n: int, frameworks: Sequence[str]) -> dict[str, str]:
     """Give every library ``n`` compute threads (module docstring: why); ``n = 0`` leaves them be."""
     if n == 0:
         return {"threads": "library defaults"}
-    done = {"threads": str(n), "openblas": _openblas_set_threads(n)}
+    done = {"threads": str(n), "openblas": set_openblas_threads(n)}
     if "torch" in frameworks:
         import torch
 
