@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     args.model = config.name
     r = recipe(args)
     frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
-    print(f"model {config.describe()}")
     params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
+    print(f"model {config.describe()}")
     adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}
     for adapter in adapters.values():
         adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]

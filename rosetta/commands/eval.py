@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
     params, file_config = load_canonical_or_hint(args.weights, model=requested_model(args))
     # The file fixes the model; an architecture option that contradicts it names both values.
     config = config_from_args(args, file_config, file_name=args.weights)
-    print(f"model {config.describe()}")
     dtype = args.dtype or str(next(iter(params.values())).dtype)
     params = {n: v.astype(dtype) for n, v in params.items()}
     data = load_test(config, args.data_dir, dtype, args.limit)  # eval needs only the test split
+    print(f"model {config.describe()}")
     frameworks = FRAMEWORKS if args.framework == "all" else (args.framework,)
     logits = {}
     for framework in frameworks:
