@@ -17,7 +17,8 @@ from rosetta.weights import WeightFileError, init_params, load_weights, make_con
 OUT = {"torch": "n.safetensors", "keras": "n.weights.h5", "chainer": "n.chainer.npz", "npz": "n.npz"}
 FRAMEWORK = {"torch": "torch", "keras": "tf", "chainer": "chainer", "npz": "numpy"}
 CASES = [("mlp", {}, "float32"), ("cnn", {}, "float64"), ("cnn", {"use_batchnorm": True}, "float32"),
-         ("mlp", {"use_batchnorm": True, "activation": "sigmoid", "hidden_sizes": (50, 40)}, "float64")]
+         ("mlp", {"use_batchnorm": True, "activation": "sigmoid", "hidden_sizes": (50, 40)}, "float64"),
+         ("deepcnn", {"dropout_mode": "course"}, "float64")]
 
 
 def _params(config, dtype: str) -> dict[str, np.ndarray]:
@@ -69,7 +70,7 @@ def _reference_logits(config, params, dtype: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt,model,hparams,dtype", [
-    (fmt, *case) for fmt in OUT for i, case in enumerate(CASES) if fmt != "keras" or i in (1, 2)])
+    (fmt, *case) for fmt in OUT for i, case in enumerate(CASES) if fmt != "keras" or i in (1, 2, 4)])
 def test_round_trip_bit_exact_and_native_load(tmp_path: Path, fmt: str, model: str, hparams: dict,
                                               dtype: str) -> None:
     require_framework(FRAMEWORK[fmt])

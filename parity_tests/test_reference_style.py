@@ -7,7 +7,7 @@ from pathlib import Path
 import reference_numpy
 
 REGIONS = ("dense", "conv", "pool", "loss", "opt-sgd", "opt-momentum", "opt-adagrad", "opt-rmsprop",
-           "opt-adam", "mlp", "cnn", "train-step", "weight-loading")
+           "opt-adam", "mlp", "cnn", "deepcnn", "train-step", "weight-loading")
 
 
 def test_each_region_marked_once() -> None:

@@ -21,17 +21,13 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from rosetta.registry import FRAMEWORKS
 from rosetta.weights import atomic_write_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# framework -> (package folder, column title)
-PACKAGES: dict[str, tuple[str, str]] = {
-    "numpy": ("reference_numpy", "NumPy (course reference)"),
-    "torch": ("torch_impl", "PyTorch"),
-    "tf": ("tf_impl", "TensorFlow / Keras"),
-    "chainer": ("chainer_impl", "Chainer"),
-}
+# framework -> (package folder, column title), from the framework table
+PACKAGES: dict[str, tuple[str, str]] = {name: (f.package, f.title) for name, f in FRAMEWORKS.items()}
 
 # region name -> concept title, in page order
 REGIONS: dict[str, str] = {
@@ -46,6 +42,7 @@ REGIONS: dict[str, str] = {
     "opt-adam": "Adam step",
     "mlp": "The MLP",
     "cnn": "The CNN",
+    "deepcnn": "The deep CNN (the course's DeepConvNet)",
     "train-step": "The training step",
     "weight-loading": "Loading the canonical weights",
 }
