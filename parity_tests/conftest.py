@@ -111,3 +111,55 @@ def batch(config: MLPConfig | CNNConfig, dtype: str, n: int = 16, seed: int = 0)
     rng = np.random.default_rng(seed)
     shape = (n, *config.input_shape)
     return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)
+
+
+# --- the one optimizer-step harness (the port tests and the porting guide) ----------------------
+
+def shipped_optimizer_steps(framework: str, name: str, w0: np.ndarray, grads: list[np.ndarray],
+                            lrs: list[float] | None = None) -> np.ndarray:
+    """``w0`` after one step per gradient of the optimizer class port ``framework`` ships
+    (``<package>.OPTIMIZERS[name]`` with the reference hyper-parameters; ``<package>.set_lr``
+    before step i when ``lrs`` is given), in float64."""
+    from rosetta.adapters.base import OPTIMIZER_DEFAULTS
+    from rosetta.registry import package
+
+    pkg = package(framework)
+    hp = OPTIMIZER_DEFAULTS[name]
+    if framework == "torch":
+        import torch
+
+        p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+        opt = pkg.OPTIMIZERS[name]([p], **hp)
+        for i, g in enumerate(grads):
+            if lrs is not None:
+                pkg.set_lr(opt, lrs[i])
+            p.grad = torch.from_numpy(g.copy())
+            opt.step()
+        return p.detach().numpy().copy()
+    if framework == "tf":
+        import keras
+        import tensorflow as tf
+
+        v = keras.Variable(w0.copy(), dtype="float64")
+        opt = pkg.OPTIMIZERS[name]([v], **hp)
+        for i, g in enumerate(grads):
+            if lrs is not None:
+                pkg.set_lr(opt, lrs[i])
+            opt.update([tf.constant(g)])
+        return np.asarray(v).copy()
+    if framework == "chainer":
+        from chainer_impl.compat import import_chainer
+
+        chainer = import_chainer()
+        link = chainer.Link()
+        with link.init_scope():
+            link.w = chainer.Parameter(w0.copy())
+        opt = pkg.OPTIMIZERS[name](**hp)
+        opt.setup(link)
+        for i, g in enumerate(grads):
+            if lrs is not None:
+                pkg.set_lr(opt, lrs[i])
+            link.w.grad = g.copy()
+            opt.update()
+        return link.w.array.copy()
+    raise ValueError(f"no optimizer harness for {framework!r}")

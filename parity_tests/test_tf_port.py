@@ -25,7 +25,7 @@ from rosetta.weights import CNNConfig, MLPConfig, init_params, is_state, param_s
 from tf_impl.layers import BatchNorm, softmax_cross_entropy  # noqa: E402
 from tf_impl.mlp import MLP  # noqa: E402
 from tf_impl.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
-from tf_impl.weights import dump_canonical, load_canonical  # noqa: E402
+from tf_impl.weights import dump_canonical  # noqa: E402
 
 DTYPES = ("float32", "float64")
 CONFIGS = PORT_CONFIGS
@@ -50,33 +50,6 @@ def test_weights_round_trip_bit_exact(key: str, dtype: str) -> None:
     assert list(dumped) == list(param_spec(config))
     for name, value in params.items():
         assert dumped[name].dtype == value.dtype, name
-        np.testing.assert_array_equal(dumped[name], value, err_msg=name)
-
-
-def test_load_canonical_asserts_shape_and_dtype() -> None:
-    config = MLPConfig()
-    model = MLP(config)
-    bad = init_params(config)
-    bad["fc3.W"] = bad["fc3.W"].T
-    with pytest.raises(AssertionError, match="fc3.W"):
-        load_canonical(model, bad)
-    with pytest.raises(AssertionError, match="dtype"):
-        load_canonical(model, init_params(config, dtype="float64"))
-
-
-# Keras' own h5 writer calls np.array(variable) and trips NumPy 2's copy-keyword warning.
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-@pytest.mark.parametrize("key", CONFIGS)
-def test_native_checkpoint_loads_with_keras_api(key: str, tmp_path) -> None:
-    """model.save_weights / load_weights (.weights.h5) carry every tensor, BN state included."""
-    config = CONFIGS[key]
-    params = random_params(config, "float32")
-    path = tmp_path / "model.weights.h5"
-    make_model(config, params, "float32").save_weights(path)
-    fresh = make_model(config, None, "float32")  # init_params weights, different from params
-    fresh.load_weights(path)
-    dumped = dump_canonical(fresh)
-    for name, value in params.items():
         np.testing.assert_array_equal(dumped[name], value, err_msg=name)
 
 
@@ -355,15 +328,6 @@ def test_keras_builtin_matches_contract_in_float32(name: str) -> None:
     reference = contract_steps(name, OPTIMIZER_DEFAULTS[name], params, grads)
     mismatch = max_error(keras_steps(make, params, grads, "float32"), reference)
     assert mismatch <= tolerance("float32", "optimizer"), f"{name}: {mismatch:.3g}"
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(OPTIMIZER_DEFAULTS))
-def test_our_optimizers_match_contract(name: str, dtype: str) -> None:
-    params, grads = fixed_gradients()
-    reference = contract_steps(name, OPTIMIZER_DEFAULTS[name], params, grads)
-    mismatch = max_error(our_steps(name, params, grads, dtype), reference)
-    assert mismatch <= tolerance(dtype, "optimizer"), f"{name} {dtype}: {mismatch:.3g}"
 
 
 def test_make_optimizer_takes_reference_names() -> None:
