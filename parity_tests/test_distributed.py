@@ -214,10 +214,10 @@ def test_cli_distributed_chainer_without_mpi() -> None:
 
 
 def test_models_come_from_the_model_table() -> None:
-    """Every model of the table that every package implements runs; a model without a file in
-    some package (a port in progress) is left out, not failed."""
+    """Every model of the table that every package implements runs, except those named in
+    NOT_YET; a model without a file in some package (a port in progress) is left out, not failed."""
     assert set(MODELS) <= set(MODEL_NAMES) and {"mlp", "cnn"} <= set(MODELS)
     for model in MODEL_NAMES:
         packages = ("reference_numpy", "torch_impl", "tf_impl", "chainer_impl")
         files = [dp.ROOT / p / f"{model}.py" for p in packages]
-        assert (model in MODELS) == all(f.is_file() for f in files)
+        assert (model in MODELS) == (all(f.is_file() for f in files) and model not in dp.NOT_YET)
