@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import batch
 
 from rosetta.tolerances import errors, tolerance
 from rosetta.weights import CNNConfig, MLPConfig, init_params, param_spec, trainable_names
@@ -50,12 +51,6 @@ def random_params(config, dtype: str, seed: int = 1) -> dict[str, np.ndarray]:
             noise = rng.standard_normal(value.shape)
             value[...] = np.abs(noise) + 0.5 if name.endswith(("running_var", "gamma")) else noise
     return params
-
-
-def batch(config, dtype: str, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    shape = (n, *config.input_shape)
-    return rng.random(shape).astype(dtype), rng.integers(0, 10, n).astype(np.int64)
 
 
 # --- weights ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rosetta.tolerances import errors, tolerance  # noqa: E402
 from rosetta.weights import CNNConfig, MLPConfig, init_params, is_state, param_spec  # noqa: E402
 from tf_impl.layers import BatchNorm, softmax_cross_entropy  # noqa: E402
 from tf_impl.mlp import MLP  # noqa: E402
-from tf_impl.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
+from tf_impl.optimizers import make_optimizer  # noqa: E402
 from tf_impl.weights import dump_canonical  # noqa: E402
 
 DTYPES = ("float32", "float64")
@@ -268,14 +268,6 @@ def keras_steps(make, params, grads, dtype: str) -> dict[str, np.ndarray]:
     optimizer = make()
     for g in grads:
         optimizer.apply_gradients([(tf.constant(g[n].astype(dtype)), v) for n, v in w.items()])
-    return {n: v.numpy() for n, v in w.items()}
-
-
-def our_steps(name: str, params, grads, dtype: str) -> dict[str, np.ndarray]:
-    w = {n: keras.Variable(v.astype(dtype), dtype=dtype) for n, v in params.items()}
-    optimizer = OPTIMIZERS[name](list(w.values()), **OPTIMIZER_DEFAULTS[name])
-    for g in grads:
-        optimizer.update([tf.constant(g[n].astype(dtype)) for n in w])
     return {n: v.numpy() for n, v in w.items()}
 
 
