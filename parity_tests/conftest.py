@@ -163,3 +163,29 @@ def shipped_optimizer_steps(framework: str, name: str, w0: np.ndarray, grads: li
             opt.update()
         return link.w.array.copy()
     raise ValueError(f"no optimizer harness for {framework!r}")
+
+
+# --- how the suite spreads over the CPUs (pytest-xdist, --dist loadgroup) ------------------------
+
+# Tests that share a module- or process-wide result run in one worker, so it is computed once:
+# the parity matrix's reference results are cached per (case, dtype) (and per optimizer for the
+# trajectories, the largest), the data-parallel report is shared by test_distributed.py and the
+# porting guide, and every other file keeps its module-scoped fixtures together.
+SHARED_GROUPS = {"test_porting_guide.py": "distributed", "test_distributed.py": "distributed"}
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The worker group of one collected test."""
+    module = item.path.name
+    params = getattr(item, "callspec", None)
+    if module == "test_parity.py" and params is not None and "case" in params.params:
+        case, dtype = params.params["case"], params.params["dtype"]
+        if item.originalname == "test_trajectory_on_mnist":
+            return f"trajectory {case.label} {dtype} {params.params['optimizer']}"
+        return f"parity {case.label} {dtype}"
+    return SHARED_GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))

@@ -15,6 +15,11 @@ import numpy as np
 from rosetta.weights import ModelConfig, param_spec, trainable_names, validate_params
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+# Images per eval-mode batch. The CNNs' inference is memory-bound here: a batch of 1000 holds
+# 138 MB per float64 conv activation, 100 holds 14 MB, which stays in cache. Measured over the
+# 10k test images (CNN, float64, one thread): NumPy 4.6 s with 1000, 3.1 s with 100; torch 7.3 s
+# against 3.6 s.
+EVAL_BATCH = 100
 
 # The reference hyper-parameters (the course's defaults). Every port is configured so one step
 # with these values computes the reference update equation (see reference_numpy/optimizers.py).
@@ -74,6 +79,10 @@ class Adapter:
 
     def _activations(self, x: object, train: bool) -> dict[str, object]:
         return self.model.forward(x, train=train, return_activations=True)[1]
+
+    def _logits(self, x: object) -> object:
+        """Eval-mode logits alone: no activation is kept or copied out (inference, trajectories)."""
+        return self.model.forward(x, train=False)
 
     # --- parameters ---------------------------------------------------------------------------
     def load_params(self, params: Mapping[str, np.ndarray]) -> None:
@@ -148,16 +157,17 @@ class Adapter:
         validate_params(params, self.config)
         return {n: np.asarray(params[n], dtype=self.dtype) for n in param_spec(self.config)}
 
-    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Eval-mode logits, computed in batches."""
-        out = [list(self.forward(x[i:i + batch_size]).values())[-1] for i in range(0, len(x), batch_size)]
+    def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+        """Eval-mode logits, computed in batches (the same values as ``forward``'s last entry)."""
+        out = [self._output(self._logits(self._input(x[i:i + batch_size])))
+               for i in range(0, len(x), batch_size)]
         return np.concatenate(out, axis=0)
 
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
         """Eval-mode class predictions."""
         return np.argmax(self.logits(x, batch_size), axis=1)
 
-    def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 1000) -> float:
+    def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = EVAL_BATCH) -> float:
         """Share of correct eval-mode predictions."""
         return float(np.mean(self.predict(x, batch_size) == t))
 

@@ -24,3 +24,7 @@ class ChainerAdapter(Adapter):
     def _activations(self, x: np.ndarray, train: bool) -> dict[str, chainer.Variable]:
         with chainer.no_backprop_mode():
             return self.model.forward(x, train=train, return_activations=True)[1]
+
+    def _logits(self, x: np.ndarray) -> chainer.Variable:
+        with chainer.no_backprop_mode():
+            return self.model.forward(x, train=False)

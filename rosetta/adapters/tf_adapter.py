@@ -25,6 +25,7 @@ class TFAdapter(Adapter):
     def __init__(self, config: object, params: Mapping[str, np.ndarray], dtype: str = "float32"):
         super().__init__(config, params, dtype)  # type: ignore[arg-type]
         self._compiled: dict[bool, Callable[..., dict[str, tf.Tensor]]] = {}
+        self._compiled_logits: Callable[..., tf.Tensor] | None = None
 
     # NOTE(framework:conv-layout): NCHW canonical, NHWC native, converted here and nowhere else.
     def _input(self, x: np.ndarray) -> tf.Tensor:
@@ -47,8 +48,16 @@ class TFAdapter(Adapter):
             self._compiled[train] = tf.function(forward, input_signature=input_signature(self.model)[:1])
         return self._compiled[train](x)
 
+    def _logits(self, x: tf.Tensor) -> tf.Tensor:
+        if self._compiled_logits is None:
+            def logits(x: tf.Tensor) -> tf.Tensor:
+                return self.model.forward(x, train=False)
+            self._compiled_logits = tf.function(logits, input_signature=input_signature(self.model)[:1])
+        return self._compiled_logits(x)
+
     def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:
         super().set_dropout_masks(masks)
         # A keep-mask is a constant of the traced graphs: trace them again.
         self._compiled.clear()
+        self._compiled_logits = None
         retrace(self.model, self.optimizer)

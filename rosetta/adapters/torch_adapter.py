@@ -24,3 +24,7 @@ class TorchAdapter(Adapter):
     def _activations(self, x: torch.Tensor, train: bool) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return self.model(x, train=train, return_activations=True)[1]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x, train=False)
