@@ -116,15 +116,15 @@ def batch(config: MLPConfig | CNNConfig, dtype: str, n: int = 16, seed: int = 0)
 # --- the one optimizer-step harness (the port tests and the porting guide) ----------------------
 
 def shipped_optimizer_steps(framework: str, name: str, w0: np.ndarray, grads: list[np.ndarray],
-                            lrs: list[float] | None = None) -> np.ndarray:
+                            lrs: list[float] | None = None, **overrides: float) -> np.ndarray:
     """``w0`` after one step per gradient of the optimizer class port ``framework`` ships
     (``<package>.OPTIMIZERS[name]`` with the reference hyper-parameters; ``<package>.set_lr``
-    before step i when ``lrs`` is given), in float64."""
+    before step i when ``lrs`` is given; ``overrides`` replace reference defaults), in float64."""
     from rosetta.adapters.base import OPTIMIZER_DEFAULTS
     from rosetta.registry import package
 
     pkg = package(framework)
-    hp = OPTIMIZER_DEFAULTS[name]
+    hp = {**OPTIMIZER_DEFAULTS[name], **overrides}
     if framework == "torch":
         import torch
 

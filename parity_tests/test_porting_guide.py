@@ -288,6 +288,51 @@ def test_softmax_ce() -> None:
     assert m["fixed"] < 1e-12
 
 
+def _notes_training(output_activation: str, epochs: int = 3, n: int = 10_000) -> tuple[float, float]:
+    """The notes' program (--preset chainer-notes) in the reference, float64: LeCun init, Adam
+    eps 1e-8, batches of 100 in order over the first ``n`` train images. Returns the notes' loss
+    (train) and the accuracy on the 10k test images after ``epochs``."""
+    from conftest import mnist_dir_or_skip
+
+    from rosetta.adapters import make_adapter
+    from rosetta.data import batch_order, load_mnist
+    from rosetta.weights import MLPConfig, init_params
+
+    config = MLPConfig(hidden_sizes=(100, 100), output_activation=output_activation)
+    params = init_params(config, seed=0, scheme="lecun", dtype="float64")  # the same for both
+    net = make_adapter("numpy", config, params, "float64")
+    net.set_optimizer("adam", lr=1e-3, eps=1e-8)
+    xs, ts = load_mnist("train", mnist_dir_or_skip(), layout="flat", dtype="float64", limit=n)
+    txs, tts = load_mnist("test", mnist_dir_or_skip(), layout="flat", dtype="float64")
+    for epoch in range(epochs):
+        for idx in batch_order(n, 100, seed=0, epoch=epoch, shuffle=False):
+            net.train_step(xs[idx], ts[idx])
+    return net.loss(xs, ts), net.accuracy(txs, tts)
+
+
+@measure("sigmoid-before-softmax")
+def measure_sigmoid_before_softmax() -> dict[str, float]:
+    from reference_numpy.layers import Sigmoid, SoftmaxWithLoss
+
+    # The best the sigmoid allows: the right class's output 1, the nine others 0.
+    z = np.full((1, 10), -40.0)
+    z[0, 3] = 40.0
+    y = Sigmoid().forward(z)
+    loss_sig, acc_sig = _notes_training("sigmoid")
+    loss_id, acc_id = _notes_training("identity")
+    return {"loss-floor": SoftmaxWithLoss().forward(y, np.array([3])), "max-prob": float(softmax(y)[0, 3]),
+            "loss-sigmoid": loss_sig, "acc-sigmoid": acc_sig, "loss-identity": loss_id,
+            "acc-identity": acc_id, "acc-gap": acc_id - acc_sig}
+
+
+def test_sigmoid_before_softmax() -> None:
+    m = measured("sigmoid-before-softmax")
+    assert abs(m["loss-floor"] - np.log(1 + 9 / np.e)) < 1e-12  # log(1 + 9/e): the loss cannot go lower
+    assert abs(m["max-prob"] - np.e / (np.e + 9)) < 1e-12
+    assert m["loss-sigmoid"] > m["loss-floor"] > m["loss-identity"]
+    assert m["acc-sigmoid"] < m["acc-identity"]  # the damped gradients learn more slowly
+
+
 @measure("keras-loss-float32", "tf")
 def measure_keras_loss_float32() -> dict[str, float]:
     _, keras = _tf()
@@ -371,15 +416,15 @@ def _chainer_steps(opt: Any) -> np.ndarray:
     return link.w.array - w0
 
 
-def _shipped_steps(framework: str, name: str, lrs: list[float] | None = None) -> np.ndarray:
+def _shipped_steps(framework: str, name: str, lrs: list[float] | None = None, **hp: float) -> np.ndarray:
     """The same steps through the optimizer classes a port ships: the "fixed" of each section."""
     w0, grads = _opt_case()
-    return shipped_optimizer_steps(framework, name, w0, grads, lrs) - w0
+    return shipped_optimizer_steps(framework, name, w0, grads, lrs, **hp) - w0
 
 
-def _shipped(name: str, ref: np.ndarray, lrs: list[float] | None = None) -> float:
+def _shipped(name: str, ref: np.ndarray, lrs: list[float] | None = None, **hp: float) -> float:
     """The largest error of the three ports' shipped optimizers against the reference's steps."""
-    return max(rel(_shipped_steps(f, name, lrs), ref) for f in ("torch", "tf", "chainer"))
+    return max(rel(_shipped_steps(f, name, lrs, **hp), ref) for f in ("torch", "tf", "chainer"))
 
 
 def _tf_course_steps(update: Callable[[Any, Any, dict[str, Any], int], None]) -> np.ndarray:
@@ -548,6 +593,27 @@ def test_adam() -> None:
     assert m["chainer"] > 1e-3  # eps 1e-8
     assert m["configured"] < 1e-12
     assert m["fixed"] < 1e-12
+
+
+@measure("adam-eps", "torch", "tf", "chainer")
+def measure_adam_eps() -> dict[str, float]:
+    torch, (_, keras), chainer = _torch(), _tf(), _chainer()
+    from reference_numpy.optimizers import Adam
+
+    ref_1e8 = _reference_steps("adam", eps=1e-8)  # the course's form with Chainer's eps
+    return {"course": Adam().eps, "torch": torch.optim.Adam([torch.zeros(1)]).defaults["eps"],
+            "keras": keras.optimizers.Adam().epsilon, "chainer": chainer.optimizers.Adam().hyperparam.eps,
+            "course-vs-1e-8": rel(_reference_steps("adam"), ref_1e8),
+            "chainer-vs-1e-8": rel(_chainer_steps(chainer.optimizers.Adam()), ref_1e8),
+            "preset": _shipped("adam", ref_1e8, eps=1e-8)}
+
+
+def test_adam_eps() -> None:
+    m = measured("adam-eps")
+    assert (m["course"], m["torch"], m["keras"], m["chainer"]) == (1e-7, 1e-8, 1e-7, 1e-8)
+    assert m["course-vs-1e-8"] > 1e-3  # eps decides the step of a gradient element near 0
+    assert m["chainer-vs-1e-8"] < 1e-12  # Chainer's Adam is the course's form: only eps differs
+    assert m["preset"] < 1e-12  # the ports' classes with eps=1e-8 (--preset chainer-notes)
 
 
 @measure("keras-float32-hparams", "tf")

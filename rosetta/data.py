@@ -321,10 +321,12 @@ def layout_for(input_shape: tuple[int, ...]) -> str:
     return "flat" if len(input_shape) == 1 else "NCHW"
 
 
-def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+def batch_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                ) -> Iterator[np.ndarray]:
     """Mini-batch indices of one epoch: the permutation of ``default_rng(seed + epoch)`` cut into
-    consecutive batches (the last one may be smaller). Every framework uses this same order."""
-    perm = np.random.default_rng(seed + epoch).permutation(n)
+    consecutive batches (the last one may be smaller); without ``shuffle``, 0..n-1 in order every
+    epoch (the course notes' ``xs[j * batch:(j + 1) * batch]``). Every framework uses this order."""
+    perm = np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
         yield perm[start:start + batch_size]
 

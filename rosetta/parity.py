@@ -113,6 +113,9 @@ CASES: tuple[Case, ...] = (
     # Odd sizes, sigmoid hidden and output activations, L2 and L1 decay.
     _case("mlp", "odd", input_size=53, hidden_sizes=(37, 23, 11), output_size=7, activation="sigmoid",
           output_activation="sigmoid", weight_decay=0.05, weight_decay_l1=0.01),
+    # The course notes' Chainer program: 784-100-100-10, ReLU, a sigmoid on the output before the
+    # softmax cross-entropy (the output activation through optimizer steps and trajectories).
+    _case("mlp", "notes", DEFAULT_SECTIONS, hidden_sizes=(100, 100), output_activation="sigmoid"),
     _case("mlp", "bn", ("forward", "grads", "batchnorm"), use_batchnorm=True, bn_momentum=0.8,
           bn_eps=1e-3, weight_decay=0.1),
     _case("mlp", "dropout", ("forward", "grads", "dropout"), dropout_ratio=0.5),

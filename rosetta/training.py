@@ -77,10 +77,11 @@ def load_test(config: ModelConfig, data_dir: str | os.PathLike[str] | None, dtyp
 
 
 def train_epoch(adapter: Adapter, data: MNISTSplits, epoch: int, batch_size: int, seed: int,
-                on_step: Callable[[int, float], None] | None = None) -> float:
-    """One epoch over ``data.x_train`` in the shared batch order; returns the mean loss."""
+                on_step: Callable[[int, float], None] | None = None, shuffle: bool = True) -> float:
+    """One epoch over ``data.x_train`` in the shared batch order (``shuffle=False``: in order);
+    returns the mean loss."""
     losses = []
-    for step, idx in enumerate(batch_order(len(data.x_train), batch_size, seed, epoch), start=1):
+    for step, idx in enumerate(batch_order(len(data.x_train), batch_size, seed, epoch, shuffle), start=1):
         loss = adapter.train_step(data.x_train[idx], data.t_train[idx])
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step} "
@@ -92,19 +93,34 @@ def train_epoch(adapter: Adapter, data: MNISTSplits, epoch: int, batch_size: int
 
 
 def evaluate(adapter: Adapter, data: MNISTSplits, epoch: int, train_loss: float, seconds: float,
-             ) -> EpochResult:
+             whole_train: bool = False) -> EpochResult:
+    """Accuracies after an epoch: train accuracy on ``data.eval_train``, test accuracy on the test
+    split. ``whole_train`` (the course notes' line): the train loss and accuracy are measured in
+    eval mode over the whole train split after the epoch, not averaged over its steps."""
+    if whole_train:
+        return EpochResult(epoch, adapter.loss(data.x_train, data.t_train),
+                           adapter.accuracy(data.x_train, data.t_train),
+                           adapter.accuracy(data.x_test, data.t_test), seconds)
     return EpochResult(epoch, train_loss, adapter.accuracy(*data.eval_train),
                        adapter.accuracy(data.x_test, data.t_test), seconds)
+
+
+def notes_line(e: EpochResult) -> str:
+    """One epoch as the course notes' Chainer program prints it."""
+    return (f"Epoch {e.epoch} loss(train) = {e.train_loss:f}, accuracy(train) = {e.train_acc:f}, "
+            f"accuracy(test) = {e.test_acc:f}")
 
 
 def fit(adapter: Adapter, data: MNISTSplits, epochs: int, batch_size: int, seed: int,
         start_epoch: int = 0, out: str | os.PathLike[str] | None = None,
         metadata: Mapping[str, str] | None = None, progress: bool = True,
         on_epoch: Callable[[EpochResult], None] | None = None,
-        lr: float | None = None, lr_decay: float = 1.0) -> list[EpochResult]:
+        lr: float | None = None, lr_decay: float = 1.0, shuffle: bool = True,
+        whole_train: bool = False) -> list[EpochResult]:
     """Train ``epochs`` epochs; after each, evaluate and save canonical weights atomically to
     ``out``. Ctrl-C stops after the current step and saves what was learned before re-raising.
-    With ``lr``, epoch ``e`` (counted from 0) runs at ``lr * lr_decay ** e``."""
+    With ``lr``, epoch ``e`` (counted from 0) runs at ``lr * lr_decay ** e``; ``shuffle`` and
+    ``whole_train`` as in :func:`train_epoch` and :func:`evaluate`."""
     from tqdm import tqdm
 
     history: list[EpochResult] = []
@@ -122,9 +138,9 @@ def fit(adapter: Adapter, data: MNISTSplits, epochs: int, batch_size: int, seed:
                 bar.set_postfix(loss=f"{loss:.4f}")
 
         try:
-            loss = train_epoch(adapter, data, epoch, batch_size, seed, on_step)
+            loss = train_epoch(adapter, data, epoch, batch_size, seed, on_step, shuffle)
             bar.close()
-            result = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
+            result = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start, whole_train)
         except KeyboardInterrupt:
             bar.close()
             if out is not None:

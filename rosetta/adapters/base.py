@@ -167,6 +167,18 @@ class Adapter:
         """Eval-mode class predictions."""
         return np.argmax(self.logits(x, batch_size), axis=1)
 
+    def loss(self, x: np.ndarray, t: np.ndarray, batch_size: int = EVAL_BATCH) -> float:
+        """The framework's eval-mode loss (``loss_fn``: mean cross-entropy plus the penalties) over
+        all of ``x``, from batches weighted by their size."""
+        labels = self._check(t)
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            logits = self._logits(self._input(x[i:i + batch_size]))
+            value = self.package.loss_fn(self.model, logits, self._labels(labels[i:i + batch_size]))
+            # squeeze: a 0-d loss may come back as shape (1,) (np.ascontiguousarray is >= 1-d).
+            total += float(np.squeeze(self._output(value))) * len(labels[i:i + batch_size])
+        return total / len(labels)
+
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = EVAL_BATCH) -> float:
         """Share of correct eval-mode predictions."""
         return float(np.mean(self.predict(x, batch_size) == t))

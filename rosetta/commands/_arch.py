@@ -34,6 +34,24 @@ PRESETS: dict[str, tuple[str, dict[str, object]]] = {
                               "hidden_size": 100}),
     "deepconvnet": ("deepcnn", {"conv_params": DEEP_CONV_PARAMS, "hidden_size": 50,
                                 "dropout_ratio": 0.5, "dropout_mode": "course"}),
+    # The course notes' Chainer program (L.Linear(None, 100) x2, L.Linear(None, 10), ReLU, ReLU and
+    # a sigmoid on the output before F.softmax_cross_entropy).
+    # NOTE(framework:sigmoid-before-softmax): kept as the notes write it, although it caps the
+    # softmax at e / (e + 9) and damps every gradient.
+    "chainer-notes": ("mlp", {"hidden_sizes": (100, 100), "activation": "relu",
+                              "output_activation": "sigmoid"}),
+}
+# A preset's training recipe, where the course program it reproduces trains differently from the
+# model's default recipe (reference_numpy/train.py DEFAULT_RECIPES); options given override it.
+PRESET_RECIPES: dict[str, dict[str, object]] = {
+    # The notes' program: Chainer's default init (LeCun normal weights, zero biases), drawn once by
+    # init_params so that all four start identical; chainer.optimizers.Adam() as is; batches of
+    # 100 in order, no shuffling (x = xs[j * 100:(j + 1) * 100]); its line per epoch. It trains
+    # 100 epochs; the preset runs 1 unless --epochs says otherwise.
+    # NOTE(framework:adam-eps): Chainer's Adam eps is 1e-8, the course's 1e-7.
+    "chainer-notes": {"optimizer": "adam", "lr": 1e-3, "lr_decay": 1.0, "eps": 1e-8, "batch_size": 100,
+                      "epochs": 1, "init": "lecun", "seed": 0, "batch_order": "in-order",
+                      "epoch_line": "notes"},
 }
 PRESET_HELP = """presets (the course's networks; options given as well override them):
   twolayernet          mlp 784-50-10, sigmoid (ch04 TwoLayerNet)
@@ -41,6 +59,9 @@ PRESET_HELP = """presets (the course's networks; options given as well override 
   multilayernetextend  multilayernet + BatchNorm (eps 1e-6) and the course's Dropout convention
   simpleconvnet        cnn: conv 30x5x5 pad 0 stride 1, affine 100 (ch07 SimpleConvNet)
   deepconvnet          deepcnn: the book's conv_param_1..6, affine 50, Dropout 0.5 the course's way
+  chainer-notes        mlp 784-100-100-10, relu, sigmoid on the output (the course notes' Chainer
+                       program) with its recipe: LeCun init, Adam eps 1e-8, batches in order,
+                       the notes' line per epoch
 """
 CONV_COLUMNS = ("filter_num", "filter_size", "pad", "stride")  # one per conv: the deep CNN takes six
 
@@ -257,5 +278,5 @@ def config_from_args(
         raise ArchError(f"{', '.join(sorted(set(names.values())))}: {exc}") from None
 
 
-__all__ = ["PRESETS", "PRESET_HELP", "ArchError", "add_architecture_options", "config_from_args",
-           "requested_hparams", "requested_model"]
+__all__ = ["PRESETS", "PRESET_HELP", "PRESET_RECIPES", "ArchError", "add_architecture_options",
+           "config_from_args", "requested_hparams", "requested_model"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from reference_numpy.train import DEFAULT_RECIPES
 from rosetta.adapters import Adapter, FrameworkNotInstalled, make_adapter
+from rosetta.commands._arch import PRESET_RECIPES, ArchError
 from rosetta.convert import ConvertError
 from rosetta.data import MNISTError
 from rosetta.training import TrainingDiverged
@@ -66,6 +67,11 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float_range(0.0, low_open=True), default=None, help="learning rate (> 0)")
     p.add_argument("--lr-decay", type=float_range(0.0, 1.0, low_open=True), default=None,
                    help="multiply the learning rate by this after every epoch (0 < x <= 1; 1: constant)")
+    p.add_argument("--eps", type=float_range(0.0, low_open=True), default=None,
+                   help="eps of adagrad, rmsprop and adam (> 0; default: the course's 1e-7)")
+    p.add_argument("--batch-order", choices=BATCH_ORDERS, default=None,
+                   help="shuffled: a seeded permutation per epoch (default); in-order: consecutive "
+                   "batches from the first example, every epoch")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -83,13 +89,41 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="L2 penalty 0.5*lambda*sum(W^2) (>= 0; default 0, with --resume the file's)")
 
 
+BATCH_ORDERS = ("shuffled", "in-order")
+EPS_OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "eps", "batch_order", "init", "seed")
+
+
 def recipe(args: argparse.Namespace) -> dict[str, object]:
-    """The model's default recipe (reference_numpy/train.py), overridden by the given options."""
-    r: dict[str, object] = {"lr_decay": 1.0, **DEFAULT_RECIPES[args.model]}
-    for key in ("epochs", "batch_size", "optimizer", "lr", "lr_decay", "init", "seed"):
-        if getattr(args, key) is not None:
+    """The model's default recipe (reference_numpy/train.py), then the preset's (PRESET_RECIPES),
+    overridden by the given options. ``eps`` None: the optimizer's course default."""
+    r: dict[str, object] = {"lr_decay": 1.0, "eps": None, "batch_order": "shuffled", "epoch_line": "rosetta",
+                            **DEFAULT_RECIPES[args.model]}
+    preset = getattr(args, "preset", None)
+    r.update(PRESET_RECIPES.get(preset or "", {}))
+    for key in RECIPE_KEYS:
+        if getattr(args, key, None) is not None:
             r[key] = getattr(args, key)
+    if r["eps"] is not None and r["optimizer"] not in EPS_OPTIMIZERS:
+        given = "--eps" if getattr(args, "eps", None) is not None else f"--preset {preset}'s eps"
+        raise ArchError(f"{given} applies to {', '.join(EPS_OPTIMIZERS)}, not --optimizer {r['optimizer']}")
     return r
+
+
+def optimizer_options(r: dict[str, object]) -> dict[str, float]:
+    """The hyper-parameters of the recipe's optimizer for Adapter.set_optimizer."""
+    options = {"lr": float(r["lr"])}  # type: ignore[arg-type]
+    if r.get("eps") is not None:
+        options["eps"] = float(r["eps"])  # type: ignore[arg-type]
+    return options
+
+
+def describe_recipe(r: dict[str, object]) -> str:
+    """The recipe in one line (the train and compare banners)."""
+    eps = "" if r.get("eps") is None else f" eps {r['eps']:g}"
+    decay = "" if float(r["lr_decay"]) == 1.0 else f" (x{r['lr_decay']} per epoch)"  # type: ignore[arg-type]
+    return (f"{r['optimizer']} lr {r['lr']}{eps}{decay}, batch {r['batch_size']} ({r['batch_order']}), "
+            f"{r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}")
 
 
 def build_adapter(framework: str, config: ModelConfig, dtype: str, init: str, seed: int) -> Adapter:

@@ -9,13 +9,21 @@ import time
 from rosetta.adapters import FRAMEWORKS, make_adapter
 from rosetta.commands import formatter, framework_arg, model_arg
 from rosetta.commands._arch import add_architecture_options, config_from_args
-from rosetta.commands._common import add_data_options, add_model_options, add_recipe_options, recipe
+from rosetta.commands._common import (
+    add_data_options,
+    add_model_options,
+    add_recipe_options,
+    describe_recipe,
+    optimizer_options,
+    recipe,
+)
 from rosetta.configs import MODEL_NAMES
 from rosetta.training import (
     epoch_lr,
     evaluate,
     load_splits,
     max_param_divergence,
+    notes_line,
     train_epoch,
 )
 from rosetta.weights import atomic_write_bytes, init_params
@@ -23,6 +31,7 @@ from rosetta.weights import atomic_write_bytes, init_params
 EPILOG = """examples:
   rosetta compare --model mlp --epochs 3 --plot curves.png
   rosetta compare --model cnn --epochs 1 --optimizer sgd --lr 0.1 --limit 5000
+  rosetta compare --preset chainer-notes --epochs 3     # the course notes' Chainer program in all four
 """
 
 
@@ -55,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {config.describe()}")
     adapters = {f: make_adapter(f, config, params, args.dtype) for f in frameworks}
     for adapter in adapters.values():
-        adapter.set_optimizer(str(r["optimizer"]), lr=float(r["lr"]))  # type: ignore[arg-type]
-    print(f"compare {args.model} ({args.dtype}): {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
-          f"{r['epochs']} epoch(s), same initial weights and batch order in {', '.join(frameworks)}")
+        adapter.set_optimizer(str(r["optimizer"]), **optimizer_options(r))
+    shuffle, notes = r["batch_order"] == "shuffled", r["epoch_line"] == "notes"
+    print(f"compare {args.model} ({args.dtype}): {describe_recipe(r)}, same initial weights and batch "
+          f"order in {', '.join(frameworks)}")
     header = "epoch " + " ".join(f"{f + ' loss':>13} {f + ' acc':>12}" for f in frameworks)
-    print(header + "   largest param divergence vs numpy")
+    if not notes:
+        print(header + "   largest param divergence vs numpy")
     history: dict[str, list[dict[str, float]]] = {f: [] for f in frameworks}
     for epoch in range(int(r["epochs"])):
         results = {}
@@ -67,16 +78,23 @@ def run(args: argparse.Namespace) -> int:
             adapter.set_lr(epoch_lr(float(r["lr"]), float(r["lr_decay"]), epoch))  # type: ignore[arg-type]
             start = time.perf_counter()
             step_losses: list[float] = []
-            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]),
-                               on_step=lambda _, value, out=step_losses: out.append(value))
-            results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start)
+            loss = train_epoch(adapter, data, epoch, int(r["batch_size"]), int(r["seed"]),  # type: ignore[arg-type]
+                               on_step=lambda _, value, out=step_losses: out.append(value), shuffle=shuffle)
+            results[framework] = evaluate(adapter, data, epoch + 1, loss, time.perf_counter() - start,
+                                          whole_train=notes)
             history[framework].append({**results[framework].as_dict(), "step_losses": step_losses})
         ref_params = adapters["numpy"].params()
         divergence = {f: max_param_divergence(a.params(), ref_params) for f, a in adapters.items()
                       if f != "numpy"}
         worst = max(divergence.items(), key=lambda kv: kv[1][1], default=("-", ("-", 0.0)))
-        cells = " ".join(f"{results[f].train_loss:>13.4f} {results[f].test_acc:>12.4f}" for f in frameworks)
-        print(f"{epoch + 1:>5} {cells}   {worst[0]} {worst[1][0]} {worst[1][1]:.2e}")
+        if notes:  # the notes' line per implementation, then the divergence
+            for f in frameworks:
+                print(f"{f:<8} {notes_line(results[f])}")
+            print(f"{'':<8} largest param divergence vs numpy: {worst[0]} {worst[1][0]} {worst[1][1]:.2e}")
+        else:
+            cells = " ".join(f"{results[f].train_loss:>13.4f} {results[f].test_acc:>12.4f}"
+                             for f in frameworks)
+            print(f"{epoch + 1:>5} {cells}   {worst[0]} {worst[1][0]} {worst[1][1]:.2e}")
         for f, (_, rel) in divergence.items():
             history[f][-1]["max_param_divergence"] = rel
     for framework in frameworks:

@@ -16,10 +16,12 @@ from rosetta.commands._common import (
     add_model_options,
     add_recipe_options,
     build_adapter,
+    describe_recipe,
+    optimizer_options,
     recipe,
 )
 from rosetta.configs import MODEL_NAMES, to_metadata
-from rosetta.training import EpochResult, TrainingInterrupted, epoch_lr, fit, load_splits
+from rosetta.training import EpochResult, TrainingInterrupted, epoch_lr, fit, load_splits, notes_line
 from rosetta.weights import WeightFileError, load_weights, read_metadata
 
 EPILOG = """examples:
@@ -89,16 +91,18 @@ def run(args: argparse.Namespace) -> int:
         adapter = make_adapter(args.framework, config, params, args.dtype)
     else:
         adapter = build_adapter(args.framework, config, args.dtype, str(r["init"]), int(r["seed"]))
-    adapter.set_optimizer(str(r["optimizer"]), lr=lr)
+    adapter.set_optimizer(str(r["optimizer"]), **optimizer_options(r))
+    notes = r["epoch_line"] == "notes"
     resumed = f", from {args.resume} at epoch {start_epoch}" if args.resume else ""
     print(f"model {config.describe()}")
-    print(f"train {args.model} in {args.framework} ({args.dtype}): {r['optimizer']} lr {r['lr']} "
-          f"(x{r['lr_decay']} per epoch), "
-          f"batch {r['batch_size']}, {r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}, "
+    print(f"train {args.model} in {args.framework} ({args.dtype}): {describe_recipe(r)}, "
           f"weight decay {config.weight_decay:g}{resumed}, "
           f"{len(data.x_train)} train / {len(data.x_test)} test examples")
 
     def on_epoch(e: EpochResult) -> None:
+        if notes:
+            print(notes_line(e), flush=True)
+            return
         print(f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  train acc {e.train_acc:.4f}  "
               f"test acc {e.test_acc:.4f}  {e.seconds:.1f} s", flush=True)
 
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         history = fit(adapter, data, epochs, int(r["batch_size"]), int(r["seed"]),  # type: ignore[arg-type]
                       start_epoch=start_epoch, out=args.out, metadata=metadata,
                       progress=not args.no_progress and sys.stderr.isatty(), on_epoch=on_epoch,
-                      lr=lr, lr_decay=decay)
+                      lr=lr, lr_decay=decay, shuffle=r["batch_order"] == "shuffled", whole_train=notes)
     except TrainingInterrupted as exc:
         saved = f"; weights saved to {Path(exc.saved)}" if exc.saved else ""
         print(f"rosetta train: interrupted{saved}", file=sys.stderr)
