@@ -186,6 +186,7 @@ def xdist_group(item: pytest.Item) -> str:
     return SHARED_GROUPS.get(module, module)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Marked as each test is collected: xdist reads the marks into the node ids in its own
+    # pytest_collection_modifyitems, which runs before a conftest's.
+    item.add_marker(pytest.mark.xdist_group(xdist_group(item)))

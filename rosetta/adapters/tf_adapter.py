@@ -45,14 +45,16 @@ class TFAdapter(Adapter):
         if train not in self._compiled:
             def forward(x: tf.Tensor) -> dict[str, tf.Tensor]:
                 return self.model.forward(x, train=train, return_activations=True)[1]
-            self._compiled[train] = tf.function(forward, input_signature=input_signature(self.model)[:1])
+            self._compiled[train] = tf.function(forward, input_signature=input_signature(self.model)[:1],
+                                                autograph=False)
         return self._compiled[train](x)
 
     def _logits(self, x: tf.Tensor) -> tf.Tensor:
         if self._compiled_logits is None:
             def logits(x: tf.Tensor) -> tf.Tensor:
                 return self.model.forward(x, train=False)
-            self._compiled_logits = tf.function(logits, input_signature=input_signature(self.model)[:1])
+            self._compiled_logits = tf.function(logits, input_signature=input_signature(self.model)[:1],
+                                                autograph=False)
         return self._compiled_logits(x)
 
     def set_dropout_masks(self, masks: Mapping[str, np.ndarray] | None) -> None:

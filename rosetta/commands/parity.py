@@ -8,14 +8,20 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
 from rosetta.commands import UsageError, formatter, port_arg
 from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
 from rosetta.commands._arch import add_architecture_options, config_from_args
+from rosetta.commands._common import int_range
 from rosetta.configs import MODEL_NAMES
 from rosetta.data import verify_mnist
-from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, custom_case, run_matrix, summarize
+from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, custom_case, matrix_units, run_matrix, summarize
 from rosetta.weights import atomic_write_bytes
+
+MAX_DEFAULT_JOBS = 4
+UNITS_PER_JOB = 8  # (case, dtype) units: the whole matrix is 22
 
 EPILOG = """examples:
   rosetta parity                                   # synthetic inputs, all ports, both dtypes
@@ -41,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="MNIST folder: adds the trajectory section")
     p.add_argument("--trajectories", action="store_true",
                    help="run the trajectory section with MNIST from $MNIST_DIR or the user cache")
+    p.add_argument("--jobs", type=int_range(1, 64), default=None,
+                   help="processes to spread the matrix over, one compute thread each (default: one "
+                   "per CPU and per 8 (case, dtype) units, at most 4: each loads all four frameworks)")
     p.add_argument("--json", metavar="PATH", help="write every record as JSON")
     p.add_argument("--plot", metavar="PNG", help="write a heatmap of log10 relative error")
     p.set_defaults(outputs=("json", "plot"))
@@ -99,16 +108,29 @@ def run(args: argparse.Namespace) -> int:
     data_dir = None
     if args.data_dir or args.trajectories:  # asked for trajectories: no data is an error, found now
         data_dir = str(verify_mnist(args.data_dir))
+    units = len(matrix_units(available, args.model or MODEL_NAMES, args.dtype or DTYPES, only))
+    # A process starts by loading all four frameworks (~8 s here): a few cases run faster in this one.
+    jobs = args.jobs or max(1, min(os.cpu_count() or 1, MAX_DEFAULT_JOBS, units // UNITS_PER_JOB))
     start = time.perf_counter()
-    records = run_matrix(available, args.model or MODEL_NAMES, args.dtype or DTYPES, data_dir,
-                         progress=lambda s: print(f"  checking {s} ...", file=sys.stderr, flush=True),
-                         only=only)
+    # A progress bar on a terminal only (stderr): logs and pipes get the table alone.
+    bar = tqdm(total=units, desc="parity", unit="case", file=sys.stderr, leave=False, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
+
+    def progress(done: str) -> None:
+        bar.set_postfix_str(done)
+        bar.update(1)
+
+    try:
+        records = run_matrix(available, args.model or MODEL_NAMES, args.dtype or DTYPES, data_dir,
+                             progress=progress, only=only, jobs=jobs)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     print("largest relative error per quantity (max|a - ref| / max|ref|); ok = within tolerance")
     print(format_table(records))
     failed = [r for r in records if not r.passed]
-    print(f"{len(records)} tensors compared in {seconds:.1f} s: {len(records) - len(failed)} passed, "
-          f"{len(failed)} failed")
+    print(f"{len(records)} tensors compared in {seconds:.1f} s ({jobs} process{'es' if jobs > 1 else ''}): "
+          f"{len(records) - len(failed)} passed, {len(failed)} failed")
     for r in failed[:20]:
         print("  " + r.describe())
     if args.json:
