@@ -142,3 +142,15 @@ def test_suite_can_fail_and_names_the_tensor(framework: str) -> None:
     assert "first divergence: layer 'fc2'" in report
     assert "loaded parameters that differ from the canonical weights: fc2.W\n" in report + "\n"
     assert f"{framework} cnn float64 logits fc2" in report
+
+
+def test_matrix_over_processes_gives_the_same_records() -> None:
+    """rosetta parity's --jobs: the units spread over processes give the records of one process,
+    in the same order (each unit computes its own reference)."""
+    require_framework("torch")
+    only = [parity.get_case("mlp:odd"), parity.get_case("mlp:dropout")]
+    done: list[str] = []
+    serial = parity.run_matrix(["torch"], dtypes=["float64"], progress=done.append, only=only)
+    spread = parity.run_matrix(["torch"], dtypes=["float64"], only=only, jobs=2)
+    assert done == ["mlp:odd float64", "mlp:dropout float64"] and serial
+    assert [dataclasses.astuple(r) for r in spread] == [dataclasses.astuple(r) for r in serial]
