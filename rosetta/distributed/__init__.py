@@ -77,11 +77,12 @@ class Scenario:
     dropout: float = 0.0
     variant: str = "correct"
     lr: float = LR
+    steps: int = STEPS  # the first ``steps`` global batches of the data
 
     @property
     def key(self) -> str:
         return (f"{self.model}_{self.dtype}_bn-{self.batchnorm}_drop{self.dropout:g}_{self.variant}"
-                f"_lr{self.lr:g}")
+                f"_lr{self.lr:g}" + ("" if self.steps == STEPS else f"_steps{self.steps}"))
 
     @property
     def label(self) -> str:
@@ -126,14 +127,20 @@ def implemented_models(frameworks: Sequence[str] = FRAMEWORKS) -> tuple[str, ...
     from rosetta.registry import FRAMEWORKS as TABLE
 
     packages = [TABLE["numpy"].package, *(TABLE[f].package for f in frameworks)]
-    return tuple(m for m in MODEL_NAMES if m not in NOT_YET
+    return tuple(m for m in MODEL_NAMES
                  if all((ROOT / p / f"{make_config(m).module}.py").is_file() for p in packages))
 
 
-# Models the data-parallel runs do not cover yet: the deep CNN's float32 data-parallel runs part
-# from the reference by 0.67 (torch) and 0.70 (TF) at step 15 of 20, SGD lr 0.1 (measured); the
-# cause is not found yet, so it is left out rather than passed.
-NOT_YET = ("deepcnn",)
+# Models whose float32 trajectory parts from the reference in one process already, so that no
+# float32 data-parallel run of them can be held to the table's trajectory bound: the deep CNN's
+# single-process torch port, float32, SGD lr 0.1 on these batches, is within 2.8e-6 for 4 steps,
+# then a ReLU or pooling kink crossed at step 5 (5.6e-4) grows to 0.71 by step 15 (measured;
+# lr 0.01 still parts, 2.0e-3 at step 4). Its data-parallel runs are float64, where they must
+# match to 1e-12.
+FLOAT64_ONLY = ("deepcnn",)
+# The test suite's (quick) selection runs the deep CNN for 5 of the 20 steps: its float64 NumPy
+# reference takes 0.6 s a step here (12 s for 20), the whole data-parallel budget of the suite.
+QUICK_STEPS = {"deepcnn": 5}
 
 
 def scenarios(framework: str, models: Sequence[str] | None = None,
@@ -144,25 +151,30 @@ def scenarios(framework: str, models: Sequence[str] | None = None,
 
     ``quick`` (the test suite's selection, a third of the time): the MLP in float64 (plain,
     synchronised BatchNorm, Dropout; in torch also per-replica BatchNorm and torch's pitfalls),
-    every other model plain in float32 (torch: also per-replica BatchNorm), and TF's own pitfall
-    (the loss scaling).
+    every other model plain in float32 (torch: also per-replica BatchNorm; FLOAT64_ONLY models in
+    float64), and TF's own pitfall (the loss scaling).
     """
     def is_mlp(model: str) -> bool:
         return _has_field(model, "hidden_sizes")
 
     models = implemented_models([framework]) if models is None else models
 
+    def plain_dtypes(model: str, wanted: Sequence[str]) -> list[str]:
+        return [d for d in wanted if d == "float64" or model not in FLOAT64_ONLY]
+
     if quick:
         # ChainerMN: the MLP only (its CNN step is the slowest of the three; the command runs it)
-        out = [Scenario(model, "float32") for model in models
-               if not is_mlp(model) and "float32" in dtypes and framework != "chainer"]
+        out = [Scenario(model, "float64" if model in FLOAT64_ONLY else "float32",
+                        steps=QUICK_STEPS.get(model, STEPS)) for model in models
+               if not is_mlp(model) and framework != "chainer"
+               and ("float64" if model in FLOAT64_ONLY else "float32") in dtypes]
         if framework == "torch":  # the largest per-replica BatchNorm effect: after the conv
             out += [Scenario(model, "float32", batchnorm="per-replica") for model in models
                     if not is_mlp(model) and "float32" in dtypes and _has_field(model, "use_batchnorm")]
         models, dtypes = [m for m in models if is_mlp(m)], [d for d in dtypes if d == "float64"]
     else:
         out = []
-    out += [Scenario(model, dtype) for model in models for dtype in dtypes]
+    out += [Scenario(model, dtype) for model in models for dtype in plain_dtypes(model, dtypes)]
     if "float64" not in dtypes:
         return out
     for model in models:
@@ -258,9 +270,10 @@ def mask_rows(scenario: Scenario, rank: int) -> slice:
 
 @functools.lru_cache(maxsize=32)
 def reference_run(config: ModelConfig, dtype: str, lr: float, data_key: str, batch: int = GLOBAL_BATCH,
-                  ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+                  steps: int = STEPS) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
     """Parameters after every step and eval predictions of the NumPy reference (SGD, ``lr``) on the
-    data in ``_DATA[data_key]``, ``batch`` examples per step (the global batch by default)."""
+    data in ``_DATA[data_key]``, ``batch`` examples per step (the global batch by default), over
+    the first ``steps`` global batches."""
     from rosetta.adapters import make_adapter
 
     data = _DATA[data_key]
@@ -268,7 +281,7 @@ def reference_run(config: ModelConfig, dtype: str, lr: float, data_key: str, bat
     ref.set_optimizer("sgd", lr=lr)
     x, t = model_input(data, config, dtype), data["t"]
     history = []
-    for start in range(0, len(x), batch):
+    for start in range(0, steps * GLOBAL_BATCH, batch):
         step = start // GLOBAL_BATCH
         if getattr(config, "dropout_ratio", 0.0):
             masks = dropout_masks(config, step)
@@ -387,7 +400,7 @@ def write_plan(folder: Path, framework: str, plan: Sequence[Scenario],
     for scenario in plan:
         config = scenario.config()
         if scenario.dropout:
-            for step in range(STEPS):
+            for step in range(scenario.steps):
                 for name, mask in dropout_masks(config, step).items():
                     arrays[f"mask/{scenario.key}/{step}/{name}"] = mask
     np.savez(folder / f"{framework}-data.npz", **arrays)
@@ -404,7 +417,8 @@ def read_results(folder: Path, framework: str, plan: Sequence[Scenario]) -> Work
         with np.load(path) as z:
             names = [k for k in z.files if k.startswith("step0/")]
             tensors = [k.split("/", 1)[1] for k in names]
-            run_.history[scenario.key] = [{n: z[f"step{s}/{n}"] for n in tensors} for s in range(STEPS)]
+            run_.history[scenario.key] = [{n: z[f"step{s}/{n}"] for n in tensors}
+                                          for s in range(scenario.steps)]
             run_.predictions[scenario.key] = z["predictions"]
             run_.replica_spread[scenario.key] = float(z["replica_spread"])
     return run_
@@ -505,7 +519,8 @@ def compare_run(run_: WorkerRun, data_key: str) -> list[Result]:
     results = []
     for scenario in run_.scenarios:
         config = scenario.config()
-        ref_history, ref_pred = reference_run(config, scenario.dtype, scenario.lr, data_key)
+        ref_history, ref_pred = reference_run(config, scenario.dtype, scenario.lr, data_key,
+                                              steps=scenario.steps)
         worst, where, per_step = compare_history(run_.history[scenario.key], ref_history, config)
         agreement = float(np.mean(run_.predictions[scenario.key] == ref_pred))
         results.append(Result(run_.framework, scenario, worst, where, per_step, agreement,
@@ -544,7 +559,7 @@ def run(frameworks: Sequence[str] = FRAMEWORKS, models: Sequence[str] | None = N
     def references() -> None:
         for plan in plans.values():
             for s in plan:
-                reference_run(s.config(), s.dtype, s.lr, data_key)
+                reference_run(s.config(), s.dtype, s.lr, data_key, steps=s.steps)
 
     if timeout is None:
         timeout = WORKER_TIMEOUT_S if quick else FULL_TIMEOUT_S

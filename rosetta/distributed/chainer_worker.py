@@ -27,7 +27,6 @@ from chainer_impl.train import loss_fn  # noqa: E402
 from rosetta.adapters import make_adapter, optimizer_hparams  # noqa: E402
 from rosetta.distributed import (  # noqa: E402
     GLOBAL_BATCH,
-    STEPS,
     WORLD_SIZE,
     Scenario,
     _read_plan,
@@ -108,7 +107,7 @@ def run_scenario(scenario: Scenario, comm: object, data: dict[str, np.ndarray], 
     comm.bcast_data(model)
     x, t = model_input(data, config, dtype), data["t"]
     history = []
-    for step in range(STEPS):
+    for step in range(scenario.steps):
         rows = replica_rows(rank)
         start = step * GLOBAL_BATCH
         masks = _scenario_masks(data, scenario, step)

@@ -22,7 +22,6 @@ import tensorflow as tf
 from rosetta.distributed import (
     GLOBAL_BATCH,
     LOCAL_BATCH,
-    STEPS,
     WORLD_SIZE,
     Scenario,
     _read_plan,
@@ -203,7 +202,7 @@ def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dic
 
     sync_bns = [n for n in param_spec(config) if n.endswith(".running_var") and scenario.batchnorm == "sync"]
     history = []
-    for s in range(STEPS):
+    for s in range(scenario.steps):
         start = s * GLOBAL_BATCH
         for name, mask in _scenario_masks(data, scenario, s).items():
             masks[name].assign(tf.constant(native(mask).astype(dtype)))

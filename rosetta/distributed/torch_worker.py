@@ -24,7 +24,6 @@ from torch.nn.parallel import DistributedDataParallel
 from rosetta.adapters import make_adapter, optimizer_hparams
 from rosetta.distributed import (
     GLOBAL_BATCH,
-    STEPS,
     WORLD_SIZE,
     Scenario,
     _read_plan,
@@ -151,7 +150,7 @@ def run_scenario(scenario: Scenario, rank: int, data: dict[str, np.ndarray], fol
     dropouts = {n: m for n, m in module.named_children() if isinstance(m, Dropout)}
     x, t = model_input(data, config, dtype), data["t"]
     history = []
-    for step in range(STEPS):
+    for step in range(scenario.steps):
         rows = replica_rows(rank)
         start = step * GLOBAL_BATCH
         xs = torch.from_numpy(x[start:start + GLOBAL_BATCH][rows]).to(device)
