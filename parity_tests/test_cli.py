@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -362,3 +363,18 @@ def test_convert_never_replaces_its_input(capsys: pytest.CaptureFixture[str], tm
     code, _, err = run_cli(capsys, "convert", str(path), "--from", "npz", "--hparams-from", str(hparams),
                            "--out", str(hparams))
     assert code == 2 and "is --hparams-from" in err and hparams.read_bytes() == before
+
+
+def test_framework_start_up_notices_are_held_back(capfd: pytest.CaptureFixture[str]) -> None:
+    """TensorFlow's C++ start-up lines (written to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says) are
+    dropped while a framework loads; anything else written meanwhile comes through."""
+    from rosetta.registry import quiet_native_start_up
+
+    with quiet_native_start_up():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written "
+                    b"to STDERR\n")
+        os.write(2, b"I0000 00:00:1796174955.619261   22168 port.cc:153] oneDNN custom operations are on. "
+                    b"You may see slightly different numerical results\n")
+        os.write(2, b"E0000 something real went wrong\n")
+    err = capfd.readouterr().err
+    assert err == "E0000 something real went wrong\n"

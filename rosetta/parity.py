@@ -689,6 +689,17 @@ def _unit_cost(unit: tuple[Case, tuple[str, ...], str], data_dir: str | None) ->
     return cost
 
 
+def _start_worker(frameworks: Sequence[str]) -> None:
+    """A matrix process: one compute thread per library, the frameworks loaded quietly."""
+    from rosetta.bench import limit_threads
+    from rosetta.registry import package, quiet_native_start_up
+
+    for framework in frameworks:
+        package(framework)
+    with quiet_native_start_up():
+        limit_threads(1, frameworks)
+
+
 def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
                dtypes: Iterable[str] = DTYPES, data_dir: str | None = None,
                progress: Callable[[str], None] | None = None,
@@ -709,11 +720,9 @@ def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        from rosetta.bench import limit_threads
-
         # spawn, not fork: TensorFlow and torch are not fork-safe once loaded.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=limit_threads, initargs=(1, frameworks)) as pool:
+                                 initializer=_start_worker, initargs=(frameworks,)) as pool:
             order = sorted(range(len(units)), key=lambda i: -_unit_cost(units[i], data_dir))
             futures = {pool.submit(run_unit, *units[i], data_dir): i for i in order}
             for future in as_completed(futures):

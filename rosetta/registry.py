@@ -9,9 +9,15 @@ Harness module: the implementations never import it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
+import re
+import sys
+import tempfile
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rosetta.configs import MODEL_NAMES, MODELS, ModelConfig, config_class
@@ -105,6 +111,39 @@ def resolve_format(name: str) -> str:
     return _FORMAT_ALIASES[key]
 
 
+# What TensorFlow's C++ runtime writes to the process's stderr while it loads, whatever
+# TF_CPP_MIN_LOG_LEVEL says (absl logs it before its flags are read): start-up notices, twice per
+# process. Every other line written during an import is passed on.
+IMPORT_NOISE = (re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
+                re.compile(r"^I\d{4} [^\]]*\] oneDNN custom operations are on"))
+
+
+@contextlib.contextmanager
+def quiet_native_start_up() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 meanwhile, then pass it on to
+    ``sys.stderr`` without the lines of IMPORT_NOISE."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            kept = [line for line in lines if not any(p.search(line) for p in IMPORT_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def package(name: str) -> types.ModuleType:
     """The implementation package of framework ``name``, imported; FrameworkNotInstalled when the
     framework itself is missing (an error inside the project's own code propagates)."""
@@ -112,7 +151,8 @@ def package(name: str) -> types.ModuleType:
     if importlib.util.find_spec(entry.module) is None:  # looked up, not imported
         raise FrameworkNotInstalled(entry.name, ModuleNotFoundError(f"No module named {entry.module!r}"))
     try:
-        return importlib.import_module(entry.package)
+        with quiet_native_start_up():
+            return importlib.import_module(entry.package)
     except ImportError as exc:
         if exc.name and exc.name.split(".")[0] in (entry.package, "rosetta"):
             raise
