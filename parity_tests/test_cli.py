@@ -378,3 +378,12 @@ def test_framework_start_up_notices_are_held_back(capfd: pytest.CaptureFixture[s
         os.write(2, b"E0000 something real went wrong\n")
     err = capfd.readouterr().err
     assert err == "E0000 something real went wrong\n"
+
+
+def test_unknown_option_shows_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--framework", "numpy", "--model", "mlp", "--bogus", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith("usage: rosetta train ") and "--framework FRAMEWORK" in err
+    assert "rosetta train: error: unrecognized arguments: --bogus 1" in err

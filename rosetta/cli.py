@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         sub_parser = module.add_parser(sub)
-        sub_parser.set_defaults(run=module.run)
+        sub_parser.set_defaults(run=module.run, parser=sub_parser)
     return parser
 
 
@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The parity matrix builds one compiled TF step per model on purpose: no retracing warnings.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's: it lists the options that exist
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         check_outputs(args)
         return int(args.run(args) or 0)

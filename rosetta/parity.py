@@ -690,8 +690,13 @@ def _unit_cost(unit: tuple[Case, tuple[str, ...], str], data_dir: str | None) ->
 
 
 def _start_worker(frameworks: Sequence[str]) -> None:
-    """A matrix process: one compute thread per library, the frameworks loaded quietly."""
+    """A matrix process: one compute thread per library, the frameworks loaded quietly, and no
+    retracing warnings (one compiled TF step per model is the design, as in rosetta.cli)."""
+    import logging
+
     from rosetta.bench import limit_threads
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from rosetta.registry import package, quiet_native_start_up
 
     for framework in frameworks:
