@@ -387,3 +387,16 @@ def test_unknown_option_shows_the_subcommands_usage(capsys: pytest.CaptureFixtur
     assert exc.value.code == 2
     assert err.startswith("usage: rosetta train ") and "--framework FRAMEWORK" in err
     assert "rosetta train: error: unrecognized arguments: --bogus 1" in err
+
+
+def test_every_option_has_help() -> None:
+    """Every option of every subcommand says what it does in --help."""
+    import argparse
+
+    from rosetta.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    silent = [f"{name} {a.option_strings[0]}" for name, parser in sub.choices.items()
+              for a in parser._actions
+              if a.option_strings and not isinstance(a, argparse._HelpAction) and not a.help]
+    assert not silent, f"options without help: {silent}"

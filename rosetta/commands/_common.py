@@ -61,12 +61,21 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The training recipe of train and compare, each validated when parsed."""
     from rosetta.adapters import OPTIMIZERS
 
-    p.add_argument("--epochs", type=int_range(1, 100_000), default=None, help="epochs to train (>= 1)")
-    p.add_argument("--batch-size", type=int_range(1), default=None, help="examples per step (>= 1)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    p.add_argument("--lr", type=float_range(0.0, low_open=True), default=None, help="learning rate (> 0)")
+    def per_model(key: str) -> str:
+        return ", ".join(f"{m} {DEFAULT_RECIPES[m][key]:g}" if isinstance(DEFAULT_RECIPES[m][key], float)
+                         else f"{m} {DEFAULT_RECIPES[m][key]}" for m in DEFAULT_RECIPES)
+
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=None,
+                   help=f"epochs to train (>= 1; default, the model's recipe: {per_model('epochs')})")
+    p.add_argument("--batch-size", type=int_range(1), default=None,
+                   help=f"examples per step (>= 1; default: {per_model('batch_size')})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help=f"default: {per_model('optimizer')}")
+    p.add_argument("--lr", type=float_range(0.0, low_open=True), default=None,
+                   help=f"learning rate (> 0; default: {per_model('lr')})")
     p.add_argument("--lr-decay", type=float_range(0.0, 1.0, low_open=True), default=None,
-                   help="multiply the learning rate by this after every epoch (0 < x <= 1; 1: constant)")
+                   help="multiply the learning rate by this after every epoch (0 < x <= 1; 1: constant; "
+                   f"default: {per_model('lr_decay')})")
     p.add_argument("--eps", type=float_range(0.0, low_open=True), default=None,
                    help="eps of adagrad, rmsprop and adam (> 0; default: the course's 1e-7)")
     p.add_argument("--batch-order", choices=BATCH_ORDERS, default=None,
@@ -81,8 +90,11 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--init", choices=INIT_SCHEMES, default=None, help="weight init scheme (default: he)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the dtype of the weights, inputs and computation (default: float32)")
+    p.add_argument("--init", choices=INIT_SCHEMES, default=None,
+                   help="weight init (default: he): he N(0, 2/fan_in); xavier Glorot N(0, 2/(fan_in + "
+                   "fan_out)); lecun N(0, 1/fan_in), what the course calls Xavier; std N(0, 0.01^2)")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=None,
                    help="init and batch-order seed (>= 0; default: 0)")
     p.add_argument("--weight-decay", type=float_range(0.0), default=None,
