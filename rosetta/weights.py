@@ -20,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,14 +136,7 @@ def validate_params(
 ) -> None:
     """Check names, shapes, dtype and finiteness against the contract; raise WeightFileError."""
     spec = param_spec(config)
-    missing = [n for n in spec if n not in params]
-    unexpected = [n for n in params if n not in spec]
-    if missing:
-        raise WeightFileError(f"{source}: missing tensor {missing[0]!r} for model {config.name!r}"
-                              f" (missing: {', '.join(missing)})")
-    if unexpected:
-        raise WeightFileError(f"{source}: unexpected tensor {unexpected[0]!r} for model "
-                              f"{config.name!r} (expected: {', '.join(spec)})")
+    _check_tensor_names(source, params, spec, config, ", ".join)
     first = next(iter(spec))
     want = np.dtype(dtype) if dtype is not None else np.asarray(params[first]).dtype
     for name, shape in spec.items():
@@ -363,18 +356,26 @@ def config_from_file(model: str, hparams: str | None, source: str) -> ModelConfi
     return config
 
 
+def _check_tensor_names(source: object, present: Iterable[str], spec: Mapping[str, tuple[int, ...]],
+                        config: ModelConfig, show: Callable[[list[str]], str]) -> None:
+    """WeightFileError naming the first missing, then the first unexpected tensor; ``show``
+    writes the list that follows it."""
+    present = list(present)
+    missing = [n for n in spec if n not in present]
+    unexpected = [n for n in present if n not in spec]
+    if missing:
+        raise WeightFileError(f"{source}: missing tensor {missing[0]!r} for model {config.name!r}"
+                              f" (missing: {show(missing)})")
+    if unexpected:
+        raise WeightFileError(f"{source}: unexpected tensor {unexpected[0]!r} for model "
+                              f"{config.name!r} (expected: {show(list(spec))})")
+
+
 def _check_header_tensors(path: str | os.PathLike[str], header: Mapping[str, dict],
                           config: ModelConfig) -> None:
     """Names, shapes and dtypes declared in the header against the model, before reading data."""
     spec = param_spec(config)
-    missing = [n for n in spec if n not in header]
-    unexpected = [n for n in header if n not in spec]
-    if missing:
-        raise WeightFileError(f"{path}: missing tensor {missing[0]!r} for model {config.name!r}"
-                              f" (missing: {_few(missing)})")
-    if unexpected:
-        raise WeightFileError(f"{path}: unexpected tensor {unexpected[0]!r} for model "
-                              f"{config.name!r} (expected: {_few(list(spec))})")
+    _check_tensor_names(path, header, spec, config, _few)
     first = next(iter(spec))
     for name, shape in spec.items():
         entry = header[name]

@@ -173,10 +173,11 @@ class Adapter:
         labels = self._check(t)
         total = 0.0
         for i in range(0, len(x), batch_size):
+            batch_labels = labels[i:i + batch_size]
             logits = self._logits(self._input(x[i:i + batch_size]))
-            value = self.package.loss_fn(self.model, logits, self._labels(labels[i:i + batch_size]))
+            value = self.package.loss_fn(self.model, logits, self._labels(batch_labels))
             # squeeze: a 0-d loss may come back as shape (1,) (np.ascontiguousarray is >= 1-d).
-            total += float(np.squeeze(self._output(value))) * len(labels[i:i + batch_size])
+            total += float(np.squeeze(self._output(value))) * len(batch_labels)
         return total / len(labels)
 
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = EVAL_BATCH) -> float:

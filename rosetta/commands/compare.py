@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     shuffle, notes = r["batch_order"] == "shuffled", r["epoch_line"] == "notes"
     print(f"compare {args.model} ({args.dtype}): {describe_recipe(r)}, same initial weights and batch "
           f"order in {', '.join(frameworks)}")
-    header = "epoch " + " ".join(f"{f + ' loss':>13} {f + ' acc':>12}" for f in frameworks)
-    if not notes:
+    if not notes:  # the notes' lines carry their own labels
+        header = "epoch " + " ".join(f"{f + ' loss':>13} {f + ' acc':>12}" for f in frameworks)
         print(header + "   largest param divergence vs numpy")
     history: dict[str, list[dict[str, float]]] = {f: [] for f in frameworks}
     for epoch in range(int(r["epochs"])):

@@ -162,12 +162,13 @@ def scenarios(framework: str, models: Sequence[str] | None = None,
     def plain_dtypes(model: str, wanted: Sequence[str]) -> list[str]:
         return [d for d in wanted if d == "float64" or model not in FLOAT64_ONLY]
 
+    def quick_dtype(model: str) -> str:
+        return "float64" if model in FLOAT64_ONLY else "float32"
+
     if quick:
         # ChainerMN: the MLP only (its CNN step is the slowest of the three; the command runs it)
-        out = [Scenario(model, "float64" if model in FLOAT64_ONLY else "float32",
-                        steps=QUICK_STEPS.get(model, STEPS)) for model in models
-               if not is_mlp(model) and framework != "chainer"
-               and ("float64" if model in FLOAT64_ONLY else "float32") in dtypes]
+        out = [Scenario(model, quick_dtype(model), steps=QUICK_STEPS.get(model, STEPS)) for model in models
+               if not is_mlp(model) and framework != "chainer" and quick_dtype(model) in dtypes]
         if framework == "torch":  # the largest per-replica BatchNorm effect: after the conv
             out += [Scenario(model, "float32", batchnorm="per-replica") for model in models
                     if not is_mlp(model) and "float32" in dtypes and _has_field(model, "use_batchnorm")]
