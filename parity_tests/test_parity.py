@@ -1,10 +1,10 @@
 """The parity matrix: case x framework x dtype, every port against reference_numpy.
 
 Sections: 1 logits and loss, 2 activations, 3 gradients (parameters and input), 4 optimizer steps,
-5 BatchNorm, 6 Dropout, 7 100-step trajectories on real MNIST. The cases (rosetta.parity.CASES) set
-every hyper-parameter of every model to a value that changes the result. Tolerances come from
-rosetta/tolerances.py. A failure names framework, case, dtype, tensor, error and tolerance, and the
-first layer whose activations part.
+5 BatchNorm, 6 Dropout, 7 trajectories on real MNIST (100 steps; float64 25). The cases
+(rosetta.parity.CASES) set every hyper-parameter of every model to a value that changes the
+result. Tolerances come from rosetta/tolerances.py. A failure names framework, case, dtype,
+tensor, error and tolerance, and the first layer whose activations part.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ TOLERANCES: dict[tuple[str, str], float] = {
 # gradients of one backward pass, all parameters after one step). rosetta.parity.round_off_only
 # lists them.
 
-# Share of identical argmax predictions on the 10k test images after the 100-step trajectory.
+# Share of identical argmax predictions on the test images after the trajectory (float32: 10k
+# images after 100 steps; float64: rosetta.parity.FLOAT64_TEST_IMAGES after FLOAT64_TRAJECTORY_STEPS).
 MIN_ARGMAX_AGREEMENT = 0.999
 
 

@@ -25,7 +25,7 @@ UNITS_PER_JOB = 8  # (case, dtype) units: the whole matrix is 22
 
 EPILOG = """examples:
   rosetta parity                                   # synthetic inputs, all ports, both dtypes
-  rosetta parity --data-dir ../shared/mnist        # plus 100-step trajectories on real MNIST
+  rosetta parity --data-dir ../shared/mnist        # plus trajectories on real MNIST
   rosetta parity --framework torch --model cnn --dtype float32 --json parity.json
   rosetta parity --plot heatmap.png                # log10 relative error, framework x tensor
   rosetta parity --distributed --data-dir ../shared/mnist   # DDP, MirroredStrategy, ChainerMN: 2 workers
@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("parity", help="prove the four implementations agree (table, JSON, heatmap)",
                        description="Load the same deterministic canonical weights into every port "
                        "and the NumPy reference; compare logits, loss, activations, gradients, "
-                       "optimizer steps, BatchNorm and Dropout (and, with --data-dir, 100-step "
-                       "trajectories on MNIST). Exit 1 on any failure.",
+                       "optimizer steps, BatchNorm and Dropout (and, with --data-dir, "
+                       "trajectories on MNIST: 100 steps in float32, 25 in float64). Exit 1 on any failure.",
                        epilog=EPILOG, formatter_class=formatter())
     p.add_argument("--framework", action="append", type=port_arg,
                    help="port(s) to check (repeatable; default: all three)")

@@ -32,6 +32,7 @@ from rosetta.distributed import (  # noqa: E402
     _read_plan,
     _save,
     _scenario_masks,
+    eval_input,
     mask_rows,
     model_input,
     replica_rows,
@@ -130,7 +131,7 @@ def run_scenario(scenario: Scenario, comm: object, data: dict[str, np.ndarray], 
     spread = replica_spread(model, comm)
     if rank == 0:
         port = make_adapter("chainer", config, history[-1], dtype)
-        predictions = port.predict(model_input(data, config, dtype, "x_test"))
+        predictions = port.predict(eval_input(data, scenario))
         _save(folder, "chainer", scenario, history, predictions, spread)
 
 

@@ -27,6 +27,7 @@ from rosetta.distributed import (
     _read_plan,
     _save,
     _scenario_masks,
+    eval_input,
     model_input,
     replica_rows,
     running_var_from_biased,
@@ -214,7 +215,7 @@ def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dic
                                                    layer.values_per_feature).astype(dtype)
         history.append(params)
     port = make_adapter("tf", config, history[-1], dtype)
-    predictions = port.predict(model_input(data, config, dtype, "x_test"))
+    predictions = port.predict(eval_input(data, scenario))
     _save(folder, "tf", scenario, history, predictions, _spread(strategy, trainable))
 
 

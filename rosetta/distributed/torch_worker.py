@@ -29,6 +29,7 @@ from rosetta.distributed import (
     _read_plan,
     _save,
     _scenario_masks,
+    eval_input,
     mask_rows,
     model_input,
     replica_rows,
@@ -170,7 +171,7 @@ def run_scenario(scenario: Scenario, rank: int, data: dict[str, np.ndarray], fol
     spread = replica_spread(module)
     if rank == 0:
         port = make_adapter("torch", config, history[-1], dtype)
-        predictions = port.predict(model_input(data, config, dtype, "x_test"))
+        predictions = port.predict(eval_input(data, scenario))
         _save(folder, "torch", scenario, history, predictions, spread)
 
 
