@@ -49,8 +49,12 @@ class CNN(chainer.Chain):
             self.fc2 = L.Linear(cfg.hidden_size, cfg.output_size, initialW=0, initial_bias=0)
         # The loss layer: softmax with cross-entropy (see train.loss_fn).
         self.last_layer = F.softmax_cross_entropy
+        # [rosetta:init]
+        # NOTE(framework:init-defaults): the links were built with W = 0 (no LeCun-normal draw);
+        # load_canonical fills in the contract's He-normal weights, identical in all four.
         load_canonical(self, params if params is not None else
                        init_params(cfg, seed=0, scheme="he", dtype=self.dtype))
+        # [/rosetta:init]
 
     def forward(
         self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
@@ -58,7 +62,11 @@ class CNN(chainer.Chain):
         a: dict[str, chainer.Variable] = {}
         # NOTE(framework:train-flag): Chainer reads train/eval (BatchNorm) from a global config.
         with chainer.using_config("train", train):
+            # [rosetta:im2col]
+            # No im2col in user code: the link calls F.convolution_2d, which runs Chainer's own
+            # im2col_cpu and a tensordot on the CPU, the course's algorithm.
             x = a["conv1"] = self.conv1(x)  # (N, 30, 24, 24)
+            # [/rosetta:im2col]
             # NOTE(framework:chainer-bn-contiguous): conv1's output is an NHWC-strided view; on a
             # contiguous copy BatchNorm's float32 statistics are as accurate as the reference's,
             # and F.relu and F.max_pooling_2d run faster (the whole float32 step 95 -> 64 ms).

@@ -18,6 +18,7 @@ chainer = import_chainer()
 import chainer.functions as F  # noqa: E402
 
 
+# [rosetta:dropout]
 class Dropout(chainer.Link):
     """Dropout with ``mode`` "inverted" (train ``y = x * mask / (1 - ratio)``, eval ``y = x``, as
     F.dropout) or "course" (train ``y = x * mask``, eval ``y = x * (1 - ratio)``).
@@ -49,6 +50,7 @@ class Dropout(chainer.Link):
         # F.dropout is the identity when chainer.config.train is False.
         mask = None if self.mask is None else self.mask * x.dtype.type(1.0 / (1.0 - self.ratio))
         return F.dropout(x, self.ratio, mask=mask)
+# [/rosetta:dropout]
 
 
 def set_dropout_masks(model: chainer.Chain, masks: Mapping[str, np.ndarray] | None) -> None:

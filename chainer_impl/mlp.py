@@ -16,7 +16,10 @@ chainer = import_chainer()
 import chainer.functions as F  # noqa: E402
 import chainer.links as L  # noqa: E402
 
+# [rosetta:activations]
+# NOTE(framework:chainer-functions): activations are functions (F.relu), not links.
 ACTIVATIONS = {"relu": F.relu, "sigmoid": F.sigmoid}
+# [/rosetta:activations]
 
 
 # [rosetta:mlp]
@@ -49,11 +52,13 @@ class MLP(chainer.Chain):
                 # [/rosetta:dense]
                 if i == n_affine:
                     break  # the last affine layer feeds the loss
+                # [rosetta:batchnorm]
                 if config.use_batchnorm:
                     # NOTE(framework:bn-momentum): Chainer's decay is the contract's momentum
                     # (running = decay * running + (1 - decay) * batch); eps is passed (bn-eps).
                     self._add(f"bn{i}", L.BatchNormalization(
                         sizes[i], decay=config.bn_momentum, eps=config.bn_eps, dtype=self.dtype))
+                # [/rosetta:batchnorm]
                 # NOTE(framework:chainer-functions): activations are functions (F.relu), not links.
                 self._add(f"act{i}", ACTIVATIONS[config.activation])
                 if config.dropout_ratio > 0:

@@ -35,6 +35,7 @@ def loss_fn(model: chainer.Chain, logits: chainer.Variable, t: np.ndarray) -> ch
 # [/rosetta:loss]
 
 
+# [rosetta:gradcheck]
 def loss_and_grads(
     model: chainer.Chain, x: np.ndarray, t: np.ndarray, train: bool = True, input_grad: bool = False,
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray | None]:
@@ -46,6 +47,7 @@ def loss_and_grads(
     model.cleargrads()
     loss.backward()
     return float(loss.array), dump_grads(model), (np.array(x_in.grad) if input_grad else None)
+# [/rosetta:gradcheck]
 
 
 # [rosetta:train-step]
@@ -53,11 +55,15 @@ def train_step(
     model: chainer.Chain, optimizer: chainer.Optimizer, x: np.ndarray, t: np.ndarray,
 ) -> float:
     """Forward in train mode, backward, one optimizer update; returns the loss before the update."""
+    # [step:forward]
     logits = model.forward(x, train=True)
     loss = loss_fn(model, logits, t)
+    # [step:backward]
     # NOTE(framework:chainer-cleargrads): Chainer accumulates into .grad: clear before backward.
     model.cleargrads()
     loss.backward()
+    # [step:update]
     optimizer.update()
+    # [step:return]
     return float(loss.array)
 # [/rosetta:train-step]

@@ -74,7 +74,6 @@ def _to_canonical(native: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarra
     return np.ascontiguousarray(native if perm is None else np.transpose(native, np.argsort(perm)))
 
 
-# [rosetta:weight-loading]
 def load_canonical(model: chainer.Chain, params: Mapping[str, np.ndarray]) -> None:
     """Copy canonical tensors into the model's arrays in place (optimizer state stays valid)."""
     spec = param_spec(model.config)
@@ -87,7 +86,6 @@ def load_canonical(model: chainer.Chain, params: Mapping[str, np.ndarray]) -> No
         # No silent cast: the caller converts dtypes explicitly (the adapter does, at its boundary).
         assert native.dtype == source.dtype, f"{name}: dtype {source.dtype}, model is {native.dtype}"
         native[...] = source
-# [/rosetta:weight-loading]
 
 
 def dump_canonical(model: chainer.Chain) -> dict[str, np.ndarray]:
@@ -118,6 +116,7 @@ def save_native(model: chainer.Chain, path: str | Path) -> None:
         chainer.serializers.save_npz(str(tmp), model, compression=False)
 
 
+# [rosetta:weight-loading]
 def load_native(model: chainer.Chain, path: str | Path) -> None:
     """Load a Chainer ``.npz`` without pickle.
 
@@ -128,3 +127,4 @@ def load_native(model: chainer.Chain, path: str | Path) -> None:
     with np.load(str(path), allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     chainer.serializers.NpzDeserializer(arrays).load(model)
+# [/rosetta:weight-loading]

@@ -1,5 +1,6 @@
-"""The side-by-side page (rosetta/site.py, ``rosetta site``): regions, build, errors, and an
-end-to-end render in headless Chromium that checks the four columns are laid out side by side."""
+"""The side-by-side page (rosetta/site.py, ``rosetta site``): regions, row alignment, links, build,
+errors, and an end-to-end render in headless Chromium at 1600 and 1024 px that checks the layout
+probe embedded in the page: four columns side by side, aligned rows, no wrapped code line."""
 
 from __future__ import annotations
 
@@ -19,14 +20,28 @@ from rosetta.cli import main
 from rosetta.site import (
     PACKAGES,
     REGIONS,
+    REPO_ROOT,
+    ROUTE_NOTES,
+    Region,
     RegionError,
+    align_rows,
     build_site,
     collect_regions,
     extract_region,
+    github_anchor,
     load_parity_json,
+    porting_anchors,
     quick_parity,
     scan_package,
 )
+
+# The course's building blocks: each must be a section of the page (a block dropped from REGIONS
+# fails here; test_every_region_exists_exactly_once then checks every package marks it).
+COURSE_BLOCKS = {
+    "activations", "dense", "loss", "conv", "im2col", "pool", "batchnorm", "dropout",
+    "opt-sgd", "opt-momentum", "opt-adagrad", "opt-rmsprop", "opt-adam", "init", "gradcheck",
+    "train-step", "weight-loading", "mlp", "cnn", "deepcnn",
+}
 
 RECORDS = [
     {"model": "mlp", "framework": "torch", "dtype": "float64", "quantity": "logits", "tensor": "fc3",
@@ -45,6 +60,94 @@ def test_every_region_exists_exactly_once(framework: str) -> None:
         region = extract_region(framework, name)
         assert region.code.strip(), f"{framework} region {name} is empty"
         assert "[rosetta:" not in region.code and "[/rosetta:" not in region.code
+
+
+def test_every_course_block_has_a_section(tmp_path: Path) -> None:
+    assert COURSE_BLOCKS <= set(REGIONS), f"sections missing: {sorted(COURSE_BLOCKS - set(REGIONS))}"
+    text = build_site(tmp_path / "site", None).read_text(encoding="utf-8")
+    for name in COURSE_BLOCKS:
+        assert f'<section class="concept" id="{name}">' in text, name
+
+
+def test_numpy_column_shows_the_course_route() -> None:
+    im2col = extract_region("numpy", "im2col").code
+    assert "def im2col(" in im2col and "def col2im(" in im2col and "_fast" not in im2col
+    pool = extract_region("numpy", "pool").code
+    assert "_forward_course" in pool and "im2col(" in pool and "np.argmax" in pool
+    assert "def _forward_fast" not in pool and "def _backward_fast" not in pool
+    assert "def numerical_gradient(" in extract_region("numpy", "gradcheck").code
+    assert "(2 * h)" in extract_region("numpy", "gradcheck").code  # the central difference
+    assert {"conv", "im2col", "pool"} <= set(ROUTE_NOTES)
+    assert all('route="fast"' in note and "default" in note for note in ROUTE_NOTES.values())
+
+
+def test_weight_loading_is_the_public_load() -> None:
+    for framework in PACKAGES:
+        code = extract_region(framework, "weight-loading").code
+        assert code.startswith("def load_native("), (framework, code[:80])
+        assert "assert " not in code, f"{framework}: the weight-loading section shows internal asserts"
+
+
+def _region(framework: str, code: str) -> Region:
+    return Region(framework, PACKAGES[framework][0], "demo", Path(f"{framework}.py"), 1, code)
+
+
+def test_rows_align_by_step() -> None:
+    codes = {
+        "numpy": 'def f(x):\n    # [step:forward]\n    y = g(x)\n    # [step:update]\n    h(y)\n    return y',
+        "torch": 'def f(x):\n    z = 0\n    # [step:forward]\n    y = g(x)\n    y = y + 1\n'
+                 '    # [step:backward]\n    y.backward()\n    # [step:update]\n    h(y)\n    return y',
+        "tf": 'def f(x):\n    x = a["conv1"] = c(x)\n    # why bn\n    if bn:\n        x = a["bn1"] = b(x)\n'
+              '    x = a["relu1"] = r(x)',
+        "chainer": 'def f(x):\n    x = a["conv1"] = c(x)\n    x = contiguous(x)\n    x = a["relu1"] = r(x)',
+    }
+    rows = align_rows("demo", {fw: _region(fw, code) for fw, code in codes.items()})
+    assert len({len(r) for r in rows.values()}) == 1, {fw: len(r) for fw, r in rows.items()}
+    numpy_rows, torch_rows = rows["numpy"], rows["torch"]
+    first = {fw: {key: i for i, (key, _, _) in reversed(list(enumerate(r)))} for fw, r in rows.items()}
+    assert first["numpy"]["forward"] == first["torch"]["forward"] == first["tf"]["forward"]
+    assert first["numpy"]["update"] == first["torch"]["update"]
+    assert all(number is None for key, number, _ in numpy_rows if key == "backward")  # blank rows
+    assert first["tf"]["relu1"] == first["chainer"]["relu1"]
+    assert first["tf"]["bn1"] == first["chainer"]["bn1"]
+    # the comment and the if header above the keyed line travel with it
+    keyed = {fw: [i for i, (_, _, t) in enumerate(r) if 'a["' in t] for fw, r in rows.items()}
+    assert keyed["tf"][0] == keyed["chainer"][0] and keyed["tf"][-1] == keyed["chainer"][-1]  # the lines
+    bn_rows = [t.strip() for k, _, t in rows["tf"] if k == "bn1"]
+    assert bn_rows == ["# why bn", "if bn:", 'x = a["bn1"] = b(x)']
+    assert not any("[step:" in text for r in rows.values() for _, _, text in r)  # markers not shown
+    assert torch_rows[0][2] == "def f(x):"
+
+
+def test_steps_in_a_different_order_fail() -> None:
+    regions = {fw: _region(fw, "# [step:a]\nx = 1\n# [step:b]\ny = 2") for fw in PACKAGES}
+    regions["chainer"] = _region("chainer", "# [step:b]\ny = 2\n# [step:a]\nx = 1")
+    with pytest.raises(RegionError, match="region 'demo': chainer has step 'a'"):
+        align_rows("demo", regions)
+
+
+def test_every_reference_is_a_link(tmp_path: Path) -> None:
+    assert github_anchor("dense-layout: dense weight layout") == "dense-layout-dense-weight-layout"
+    assert github_anchor("softmax-ce: from logits vs the course's `+1e-7`") == \
+        "softmax-ce-from-logits-vs-the-courses-1e-7"
+    anchors = porting_anchors()
+    out = tmp_path / "deep" / "site"
+    text = build_site(out, None).read_text(encoding="utf-8")
+    porting = (REPO_ROOT / "docs" / "porting.md").read_text(encoding="utf-8")
+    headings = {github_anchor(h) for h in re.findall(r"^#+ (.*)$", porting, flags=re.MULTILINE)}
+    tags = re.findall(r'<a href="([^"#]*)#([^"]*)">NOTE\((framework|course):([a-z0-9-]+)\)</a>', text)
+    assert len(tags) >= 30, "NOTE tags are not links"
+    code = "".join(re.findall(r'<span class="ln"[^>]*>(.*?)</span>(?=<span class="ln|</div>)', text))
+    assert "NOTE(" in code and "NOTE(framework:" not in re.sub(r"<a [^>]*>NOTE\([^<]*</a>", "", code), \
+        "an unlinked NOTE tag"
+    for href, anchor, _, slug in tags:
+        assert (out / href).resolve() == (REPO_ROOT / "docs" / "porting.md").resolve(), href
+        assert anchor == anchors[slug] and anchor in headings, (slug, anchor)
+    sources = re.findall(r'<a class="src" href="([^"#]+)#L(\d+)">([^<:]+):(\d+)</a>', text)
+    assert len(sources) == 4 * len(REGIONS)
+    for href, line, name, line_shown in sources:
+        assert (out / href).resolve() == (REPO_ROOT / name).resolve() and (REPO_ROOT / name).is_file()
+        assert line == line_shown
 
 
 def _fake_root(tmp_path: Path, torch_source: str) -> Path:
@@ -122,17 +225,6 @@ def test_quick_parity_subset() -> None:
 # --------------------------------------------------------------------------------------------
 # End to end: the page in headless Chromium.
 
-_PROBE = """<script>
-window.addEventListener('load', () => {
-  const cols = [...document.querySelectorAll('#dense .impl')].map(e => {
-    const r = e.getBoundingClientRect();
-    return [Math.round(r.left), Math.round(r.top), Math.round(r.width), Math.round(r.height)];
-  });
-  document.title = 'COLUMNS' + JSON.stringify(cols);
-});
-</script></body>"""
-
-
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if path is None:
@@ -143,37 +235,53 @@ def _chromium() -> str:
     return path
 
 
-def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_chromium(binary: str, profile: Path, width: int, *args: str) -> subprocess.CompletedProcess[str]:
     command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--window-size=1600,1200", *args]
+               "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},2000", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_page_renders_four_columns_in_chromium(tmp_path: Path) -> None:
+def _render(binary: str, page: Path, tmp_path: Path, width: int) -> tuple[dict, Path]:
+    """One Chromium run: the screenshot and the DOM with the page's layout probe (body data-layout)."""
+    shot = tmp_path / f"page-{width}.png"
+    result = _run_chromium(binary, tmp_path / f"profile-{width}", width, "--virtual-time-budget=3000",
+                           f"--screenshot={shot}", "--dump-dom", page.as_uri())
+    match = re.search(r'data-layout="([^"]*)"', result.stdout)
+    assert match, f"no layout probe in chromium's DOM (rc {result.returncode}): {result.stderr[-2000:]}"
+    assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(html.unescape(match.group(1))), shot
+
+
+@pytest.mark.parametrize("width", [1600, 1024])
+def test_page_renders_four_columns_in_chromium(tmp_path: Path, width: int) -> None:
     binary = _chromium()
     page = build_site(tmp_path / "site", RECORDS)
-    probe = page.with_name("probe.html")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE), encoding="utf-8")
-    result = _run_chromium(binary, tmp_path / "profile", "--virtual-time-budget=3000", "--dump-dom",
-                           probe.as_uri())
-    match = re.search(r"<title>COLUMNS(.*?)</title>", result.stdout)
-    assert match, f"no layout probe in chromium's DOM (rc {result.returncode}): {result.stderr[-2000:]}"
-    cols = json.loads(html.unescape(match.group(1)))
-    assert len(cols) == 4, cols
-    lefts = [c[0] for c in cols]
-    assert lefts == sorted(lefts) and len(set(lefts)) == 4, f"columns not side by side: {cols}"
-    assert len({c[1] for c in cols}) == 1, f"columns not on one row: {cols}"
-    assert all(c[2] > 250 and c[3] > 50 for c in cols), f"a column is too small to read: {cols}"
+    layout, shot = _render(binary, page, tmp_path, width)
+    assert layout["width"] == width, layout["width"]
+    assert set(layout["sections"]) == set(REGIONS)
+    for name, cols in layout["sections"].items():
+        assert len(cols) == 4, (name, cols)
+        lefts = [c[0] for c in cols]
+        assert lefts == sorted(lefts) and len(set(lefts)) == 4, f"{name}: columns not side by side: {cols}"
+        assert len({c[1] for c in cols}) == 1, f"{name}: columns not on one row: {cols}"
+        assert all(c[2] > (300 if width >= 1600 else 200) and c[3] > 50 for c in cols), \
+            f"{name}: a column is too small to read: {cols}"
+        assert cols[-1][0] + cols[-1][2] <= width, f"{name}: the last column runs off the page: {cols}"
+    # every row of every section at the same height in all four columns, within 1 px
+    assert not layout["misaligned"], f"rows not aligned (section, row, tops): {layout['misaligned']}"
+    # every code row exactly one line high: no code line wraps
+    assert layout["lineHeight"] > 0 and layout["rows"] > 1000, layout["rows"]
+    assert not layout["wrapped"], f"wrapped code lines (section, line, height): {layout['wrapped']}"
 
-    shot = tmp_path / "page.png"
-    result = _run_chromium(binary, tmp_path / "profile2", f"--screenshot={shot}", page.as_uri())
-    assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
     if os.environ.get("ROSETTA_SITE_SCREENSHOT"):
-        shutil.copy(shot, os.environ["ROSETTA_SITE_SCREENSHOT"])
+        shutil.copy(shot, f"{os.environ['ROSETTA_SITE_SCREENSHOT']}-{width}.png")
     from matplotlib.image import imread
 
     pixels = np.asarray(imread(shot))[..., :3]
-    for left, top, width, height in cols:  # CSS px = screenshot px at device scale 1
-        area = pixels[top + 30:min(top + height, pixels.shape[0]), left + 5:left + width - 5]
+    assert pixels.shape[1] == width, pixels.shape
+    for left, top, col_width, height in layout["sections"]["loss"]:
+        # CSS px = screenshot px at device scale 1
+        top, left = int(top), int(left)
+        area = pixels[top + 40:min(top + int(height), pixels.shape[0]), left + 5:left + int(col_width) - 5]
         assert area.size and float(np.mean(area < 0.5)) > 0.005, f"column at x={left} looks empty"

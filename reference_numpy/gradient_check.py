@@ -18,6 +18,7 @@ from rosetta.tolerances import errors, tolerance
 H = 1e-5
 
 
+# [rosetta:gradcheck]
 def numerical_gradient(
     f: Callable[[], float], x: np.ndarray, h: float = H, indices: Iterable[int] | None = None,
 ) -> np.ndarray:
@@ -38,6 +39,7 @@ def numerical_gradient(
         flat_x[i] = original
         flat_g[i] = (f_plus - f_minus) / (2 * h)
     return grad
+# [/rosetta:gradcheck]
 
 
 def relative_error(numerical: np.ndarray, analytic: np.ndarray, floor: float = 0.0) -> float:

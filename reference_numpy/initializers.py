@@ -34,6 +34,7 @@ def scheme_from_course(weight_init_std: str | float) -> tuple[str, float]:
     return COURSE_SCHEMES[key], 0.01
 
 
+# [rosetta:init]
 def he_std(shape: tuple[int, ...]) -> float:
     """sqrt(2 / fan_in): keeps the activation variance through ReLU layers."""
     return init_std(shape, "he")
@@ -47,6 +48,7 @@ def xavier_std(shape: tuple[int, ...]) -> float:
 def lecun_std(shape: tuple[int, ...]) -> float:
     """sqrt(1 / fan_in): the course's "Xavier"."""
     return init_std(shape, "lecun")
+# [/rosetta:init]
 
 
 def fixed_std(shape: tuple[int, ...], std: float = 0.01) -> float:

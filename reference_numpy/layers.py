@@ -22,6 +22,7 @@ DROPOUT_MODES = ("inverted", "course")
 ROUTES = ("fast", "course")
 
 
+# [rosetta:activations]
 class Relu:
     def __init__(self) -> None:
         self.out: np.ndarray | None = None
@@ -51,6 +52,7 @@ class Sigmoid:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         # d sigmoid / dx = y (1 - y): the forward output is all the backward needs.
         return dout * (1.0 - self.out) * self.out
+# [/rosetta:activations]
 
 
 # [rosetta:dense]
@@ -295,6 +297,7 @@ class Flatten:
         return dout.reshape(self.x_shape)  # (N, C, H, W)
 
 
+# [rosetta:batchnorm]
 class BatchNormalization:
     """Batch normalisation per feature (2-D input) or per channel over (N, H, W) (4-D input).
 
@@ -371,8 +374,10 @@ class BatchNormalization:
         mean_dxn = np.mean(dxn, axis=axes, keepdims=True)
         mean_dxn_xn = np.mean(dxn * self.xn, axis=axes, keepdims=True)
         return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
+# [/rosetta:batchnorm]
 
 
+# [rosetta:dropout]
 class Dropout:
     """Dropout with keep-mask ``mask = rand >= ratio`` (keep probability 1 - ratio).
 
@@ -419,6 +424,7 @@ class Dropout:
         if not self.train_flg:
             return dout if self.mode == "inverted" else dout * (1.0 - self.dropout_ratio)
         return dout * self.mask * self._scale()
+# [/rosetta:dropout]
 
 
 def set_dropout_masks(model: Any, masks: Mapping[str, np.ndarray] | None) -> None:

@@ -61,8 +61,11 @@ def loss_and_grads(
 # [rosetta:train-step]
 def train_step(model: Any, optimizer: Optimizer, x: np.ndarray, t: np.ndarray) -> float:
     """Forward and backward in train mode, then one optimizer update; returns the loss."""
+    # [step:forward]
     loss, grads, _ = model.loss_and_gradient(x, t, train=True)
+    # [step:update]
     optimizer.update(model.params, grads)
+    # [step:return]
     return loss
 # [/rosetta:train-step]
 

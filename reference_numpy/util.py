@@ -33,6 +33,7 @@ def _check_4d(x: np.ndarray) -> None:
 
 
 # --- the course's ---------------------------------------------------------------------------
+# [rosetta:im2col]
 def im2col(input_data: np.ndarray, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
     """(N, C, H, W) -> (N * OH * OW, C * KH * KW), the course's loop over kernel offsets."""
     _check_4d(input_data)
@@ -67,6 +68,7 @@ def col2im(
             x_max = x + stride * out_w
             img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]  # (N, C, OH, OW)
     return img[:, :, pad:h + pad, pad:w + pad]  # (N, C, H, W)
+# [/rosetta:im2col]
 
 
 # --- the fast form of the same ----------------------------------------------------------------

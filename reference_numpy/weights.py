@@ -47,7 +47,6 @@ def conversions(model: Any) -> list[tuple[str, str, str, tuple[int, ...] | None]
     return rows
 
 
-# [rosetta:weight-loading]
 def load_canonical(model: Any, params: Mapping[str, np.ndarray]) -> None:
     """Copy canonical arrays into the model, in place (the layers and optimizer state keep their
     arrays). Names, shapes and finiteness are validated first; the dtype must be the model's."""
@@ -59,7 +58,6 @@ def load_canonical(model: Any, params: Mapping[str, np.ndarray]) -> None:
         assert target.dtype == value.dtype, f"{name}: dtype {value.dtype} != model {target.dtype} " \
                                             "(cast explicitly before loading)"
         target[...] = value  # identity conversion
-# [/rosetta:weight-loading]
 
 
 def dump_canonical(model: Any) -> dict[str, np.ndarray]:
@@ -77,9 +75,11 @@ def save_native(model: Any, path: str | os.PathLike[str]) -> None:
     save_weights(path, dump_canonical(model), model.config)
 
 
+# [rosetta:weight-loading]
 def load_native(model: Any, path: str | os.PathLike[str]) -> None:
     """Load a canonical weight file into ``model`` (its config must match the file's)."""
     params, config = load_weights(path, model=model.config.name, dtype=model.dtype)
     if config != model.config:
         raise ValueError(f"{path}: holds {config.describe()}, the model is {model.config.describe()}")
     load_canonical(model, params)
+# [/rosetta:weight-loading]

@@ -54,7 +54,11 @@ class CNN(keras.Model):
         # weights can be loaded and model.save_weights / load_weights work at once.
         ch, h, w = c.input_dim
         self(tf.zeros((1, h, w, ch), dtype=dtype), training=False)
+        # [rosetta:init]
+        # NOTE(framework:init-defaults): Keras's glorot_uniform kernels are overwritten by the
+        # contract's He-normal weights (init_params' default scheme), identical in all four.
         load_canonical(self, params if params is not None else init_params(c, seed=0, dtype=dtype))
+        # [/rosetta:init]
 
     def forward(
         self, x: tf.Tensor, train: bool = False, return_activations: bool = False,
@@ -63,8 +67,11 @@ class CNN(keras.Model):
         p = self.config.pad
         if p > 0:
             x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # (N, 28+2p, 28+2p, 1)
+        # [rosetta:im2col]
+        # No im2col in user code: Conv2D leaves the lowering (patches + contraction) to TensorFlow.
         # NOTE(framework:conv-layout): NHWC, TF's CPU conv layout.
         x = a["conv1"] = self.conv1(x)  # (N, 24, 24, 30)
+        # [/rosetta:im2col]
         if self.config.use_batchnorm:
             x = a["bn1"] = self.bn1(x, training=train)  # (N, 24, 24, 30), per channel over (N, H, W)
         x = a["relu1"] = self.relu1(x)  # (N, 24, 24, 30)

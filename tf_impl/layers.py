@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 
+# [rosetta:dropout]
 class Dropout(keras.layers.Layer):
     """Dropout with ``mode`` "inverted" (train ``y = x * mask / (1 - ratio)``, eval ``y = x``, as
     keras.layers.Dropout) or "course" (train ``y = x * mask``, eval ``y = x * (1 - ratio)``).
@@ -45,6 +46,7 @@ class Dropout(keras.layers.Layer):
         if self.mode == "course":
             return x * tf.cast(keep, x.dtype)  # y = x * mask
         return x * tf.cast(keep, x.dtype) / (1.0 - self.ratio)  # y = x * mask / (1 - ratio)
+# [/rosetta:dropout]
 
 
 def set_dropout_masks(model: keras.Model, masks: Mapping[str, np.ndarray] | None) -> None:
@@ -62,6 +64,7 @@ def set_dropout_masks(model: keras.Model, masks: Mapping[str, np.ndarray] | None
         layer.keep_mask = None if mask is None else np.array(mask, dtype=bool)
 
 
+# [rosetta:batchnorm]
 class BatchNorm(keras.layers.Layer):
     """Batch normalization over every axis but the last (features, or NHWC channels).
 
@@ -106,6 +109,7 @@ class BatchNorm(keras.layers.Layer):
             xc = x - self.running_mean
             xn = xc / tf.sqrt(self.running_var + self.eps)
         return self.gamma * xn + self.beta
+# [/rosetta:batchnorm]
 
 
 def softmax_cross_entropy(logits: tf.Tensor, t: tf.Tensor) -> tf.Tensor:

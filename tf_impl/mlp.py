@@ -42,7 +42,10 @@ class MLP(keras.Model):
                 break  # the last affine layer feeds the loss
             if config.use_batchnorm:
                 self._add(f"bn{i}", BatchNorm(config.bn_momentum, config.bn_eps, dtype=dtype, name=f"bn{i}"))
+            # [rosetta:activations]
+            # "relu" / "sigmoid" by name: keras.activations; the gradient of relu at 0 is 0.
             self._add(f"act{i}", keras.layers.Activation(config.activation, dtype=dtype, name=f"act{i}"))
+            # [/rosetta:activations]
             if config.dropout_ratio > 0:
                 self._add(f"drop{i}", Dropout(config.dropout_ratio, config.dropout_mode, dtype=dtype,
                                               name=f"drop{i}"))

@@ -50,11 +50,13 @@ def _compiled(model: keras.Model, train: bool, input_grad: bool) -> Callable[...
     if key not in cache:
         variables = trainable_variables(model)
 
+        # [rosetta:gradcheck]
         def grads(x: tf.Tensor, t: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 loss = loss_fn(model, model(x, training=train), t)
             return loss, tape.gradient(loss, [x, *variables] if input_grad else variables)
+        # [/rosetta:gradcheck]
 
         cache[key] = tf.function(grads, input_signature=input_signature(model), autograph=False)
     return cache[key]
@@ -92,10 +94,14 @@ def train_step(model: keras.Model, optimizer: Optimizer, x: np.ndarray | tf.Tens
 
 
 def _step(model: keras.Model, optimizer: Optimizer, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    # [step:forward]
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
         loss = loss_fn(model, logits, t)
+    # [step:backward]
     grads = tape.gradient(loss, optimizer.variables)
+    # [step:update]
     optimizer.update(grads)
+    # [step:return]
     return loss
 # [/rosetta:train-step]

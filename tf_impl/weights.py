@@ -60,7 +60,6 @@ def _to_canonical(native: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarra
     return np.ascontiguousarray(native if perm is None else np.transpose(native, np.argsort(perm)))
 
 
-# [rosetta:weight-loading]
 def load_canonical(model: keras.Model, params: Mapping[str, np.ndarray]) -> None:
     """Assign every canonical tensor (parameters and BatchNorm state) to its Keras variable."""
     spec = param_spec(model.config)
@@ -71,7 +70,6 @@ def load_canonical(model: keras.Model, params: Mapping[str, np.ndarray]) -> None
         native = value if perm is None else np.transpose(value, perm)  # OIHW -> HWIO for conv W
         assert native.shape == tuple(variable.shape), f"{name}: {native.shape} != {variable.shape}"
         variable.assign(native)
-# [/rosetta:weight-loading]
 
 
 def dump_canonical(model: keras.Model) -> dict[str, np.ndarray]:
@@ -118,6 +116,8 @@ def save_native(model: keras.Model, path: str | Path, metadata: Mapping[str, str
                 f.attrs["mnist_rosetta"] = json.dumps(dict(metadata), sort_keys=True)
 
 
+# [rosetta:weight-loading]
 def load_native(model: keras.Model, path: str | Path) -> None:
     """Load a ``.weights.h5`` with Keras's own ``model.load_weights``."""
     model.load_weights(str(path))
+# [/rosetta:weight-loading]

@@ -48,9 +48,13 @@ class CNN(nn.Module):
         self.fc2 = nn.Linear(config.hidden_size, config.output_size, dtype=torch_dtype)
         # Softmax with cross-entropy on the logits, mean over the batch (see train.loss_fn).
         self.last_layer = nn.CrossEntropyLoss(reduction="mean")
+        # [rosetta:init]
+        # NOTE(framework:init-defaults): nn.Conv2d / nn.Linear draw Kaiming-uniform (a=sqrt(5));
+        # that draw is overwritten by the contract's He-normal weights, identical in all four.
         if params is None:
             params = init_params(config, seed=0, scheme="he", dtype=dtype)
         load_canonical(self, params)
+        # [/rosetta:init]
 
     def forward(self, x: torch.Tensor, train: bool = False, return_activations: bool = False,
                 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -60,7 +64,10 @@ class CNN(nn.Module):
         a: dict[str, torch.Tensor] = {}
         # ``x = a[name] = layer(x)`` keeps every output for return_activations at no cost (no layer
         # works in place, so a stored output is never overwritten).
+        # [rosetta:im2col]
+        # No im2col in user code: nn.Conv2d's CPU kernel does the lowering (im2col + GEMM, or oneDNN).
         x = a["conv1"] = self.conv1(x)  # (N, 30, 24, 24)
+        # [/rosetta:im2col]
         if self.use_batchnorm:
             x = a["bn1"] = self.bn1(x)  # (N, 30, 24, 24), per-channel statistics over (N, H, W)
         x = a["relu1"] = self.relu1(x)  # (N, 30, 24, 24)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 
+# [rosetta:dropout]
 class Dropout(nn.Module):
     """Dropout with ``mode`` "inverted" (train ``y = x * mask / (1 - ratio)``, eval ``y = x``, as
     nn.Dropout) or "course" (train ``y = x * mask``, eval ``y = x * (1 - ratio)``).
@@ -51,6 +52,7 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, mode={self.mode}"
+# [/rosetta:dropout]
 
 
 def set_dropout_masks(model: nn.Module, masks: Mapping[str, np.ndarray] | None) -> None:

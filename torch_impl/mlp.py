@@ -11,7 +11,10 @@ from torch_impl.layers import Dropout
 from torch_impl.weights import load_canonical
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# [rosetta:activations]
+# Built-in modules; nn.ReLU's gradient at exactly 0 is 0, as the reference's.
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+# [/rosetta:activations]
 
 
 # [rosetta:mlp]
@@ -41,12 +44,14 @@ class MLP(nn.Module):
             # [/rosetta:dense]
             if i == n_affine:
                 break  # the last affine layer feeds the loss
+            # [rosetta:batchnorm]
             if config.use_batchnorm:
                 # NOTE(framework:bn-momentum): torch's momentum weights the *batch* statistic
                 # (running = (1 - m) * running + m * batch), the reference's the running one,
                 # so torch momentum = 1 - bn_momentum.
                 self._add(f"bn{i}", nn.BatchNorm1d(sizes[i], eps=config.bn_eps,
                                                    momentum=1.0 - config.bn_momentum, dtype=torch_dtype))
+            # [/rosetta:batchnorm]
             self._add(f"act{i}", ACTIVATIONS[config.activation]())
             if config.dropout_ratio > 0:
                 self._add(f"drop{i}", Dropout(config.dropout_ratio, config.dropout_mode))

@@ -33,6 +33,7 @@ def loss_fn(model: nn.Module, logits: torch.Tensor, t: torch.Tensor) -> torch.Te
 # [/rosetta:loss]
 
 
+# [rosetta:gradcheck]
 def loss_and_grads(
     model: nn.Module, x: torch.Tensor, t: torch.Tensor, train: bool = True, input_grad: bool = False,
 ) -> tuple[float, dict[str, np.ndarray], torch.Tensor | None]:
@@ -45,6 +46,7 @@ def loss_and_grads(
     grads = dump_grads(model)
     model.zero_grad(set_to_none=True)
     return loss.item(), grads, (x.grad if input_grad else None)
+# [/rosetta:gradcheck]
 
 
 # [rosetta:train-step]
@@ -52,9 +54,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
                ) -> float:
     """Forward in train mode, backward, one optimizer update; returns the loss before the update."""
     optimizer.zero_grad(set_to_none=True)
+    # [step:forward]
     logits = model(x, train=True)
     loss = loss_fn(model, logits, t)
+    # [step:backward]
     loss.backward()
+    # [step:update]
     optimizer.step()
+    # [step:return]
     return loss.item()
 # [/rosetta:train-step]

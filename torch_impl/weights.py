@@ -64,7 +64,6 @@ def _to_canonical(value: torch.Tensor, perm: tuple[int, ...] | None) -> np.ndarr
     return np.array(value.detach().numpy(), order="C")  # a copy: later training must not alias it
 
 
-# [rosetta:weight-loading]
 def load_canonical(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
     """Copy every canonical tensor of ``param_spec(model.config)`` into the model, in place."""
     native = model.state_dict()  # tensors sharing storage with the parameters and buffers
@@ -80,7 +79,6 @@ def load_canonical(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
             assert target.dtype == value.dtype, f"{name} -> {native_name}: {value.dtype} != " \
                                                 f"{target.dtype} (cast explicitly before loading)"
             target.copy_(value)
-# [/rosetta:weight-loading]
 
 
 def dump_canonical(model: nn.Module) -> dict[str, np.ndarray]:
@@ -124,8 +122,10 @@ def save_native(model: nn.Module, path: str | Path, metadata: Mapping[str, str] 
         save_file(native_state_dict(model), str(tmp), metadata=dict(metadata) if metadata else None)
 
 
+# [rosetta:weight-loading]
 def load_native(model: nn.Module, path: str | Path) -> None:
     """Load a torch-native safetensors state_dict with torch's own API (strict: every name must match)."""
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)), strict=True)
+# [/rosetta:weight-loading]
