@@ -390,7 +390,8 @@ def test_unknown_option_shows_the_subcommands_usage(capsys: pytest.CaptureFixtur
 
 
 def test_every_option_has_help() -> None:
-    """Every option of every subcommand says what it does in --help."""
+    """Every option of every subcommand says what it does in --help, and its default where it has
+    one that is not None (flags, whose default is not being given, aside; hidden aliases too)."""
     import argparse
 
     from rosetta.cli import build_parser
@@ -400,3 +401,8 @@ def test_every_option_has_help() -> None:
               for a in parser._actions
               if a.option_strings and not isinstance(a, argparse._HelpAction) and not a.help]
     assert not silent, f"options without help: {silent}"
+    no_default = [f"{name} {a.option_strings[0]}" for name, parser in sub.choices.items()
+                  for a in parser._actions
+                  if a.option_strings and a.default is not None and a.nargs != 0
+                  and a.help != argparse.SUPPRESS and "default" not in a.help.lower()]
+    assert not no_default, f"options whose help does not state their default: {no_default}"

@@ -89,25 +89,56 @@ class FrameworkNotInstalled(ImportError):
         self.extra = entry.extra
 
 
-def resolve(name: str) -> str:
-    """The framework's one name for ``name`` or an alias (``keras`` -> ``tf``); ValueError otherwise."""
-    key = str(name).lower()
+def describe_aliases(names: tuple[str, ...] = FRAMEWORK_NAMES) -> str:
+    """The aliases of ``names``, grouped by the name they stand for ("pytorch = torch; ...")."""
+    return "; ".join(f"{', '.join(FRAMEWORKS[n].aliases)} = {n}" for n in names if FRAMEWORKS[n].aliases)
+
+
+def describe_names(names: tuple[str, ...] = FRAMEWORK_NAMES, extra: tuple[str, ...] = ()) -> str:
+    """``names`` (canonical) and ``extra`` (``all``), then their aliases: the one text every
+    unknown-name message and option help shows, so that they never disagree."""
+    aliases = describe_aliases(names)
+    return ", ".join((*names, *extra)) + (f" (aliases: {aliases})" if aliases else "")
+
+
+def resolve_framework(name: str) -> str:
+    """The framework's one name for ``name`` or an alias, any case (``keras`` -> ``tf``); ValueError
+    naming the accepted names otherwise. Every option that takes a framework goes through this."""
+    key = str(name).strip().lower()
     if key not in _ALIASES:
-        raise ValueError(f"unknown framework {name!r}; choose one of: {', '.join(FRAMEWORK_NAMES)} "
-                         f"(also accepted: {', '.join(sorted(set(_ALIASES) - set(FRAMEWORK_NAMES)))})")
+        raise ValueError(f"unknown framework {name!r}; choose one of: {describe_names()}")
     return _ALIASES[key]
+
+
+resolve = resolve_framework  # the older name, kept for callers outside the CLI
 
 
 def framework(name: str) -> Framework:
     """The table row of ``name`` (an alias works too)."""
-    return FRAMEWORKS[resolve(name)]
+    return FRAMEWORKS[resolve_framework(name)]
+
+
+def format_name(native_format: str) -> str:
+    """The name the command line shows for a native format: its framework's (``keras`` -> ``tf``).
+    The format's own name stays what the files record (their ``native`` field)."""
+    return NATIVE_FORMATS[native_format].name
+
+
+def describe_formats() -> str:
+    """The format names ``convert --to/--from`` shows: each framework's, with what else selects it."""
+    parts = []
+    for f in FRAMEWORKS.values():
+        others = list(dict.fromkeys(a for a in (f.native_format, *f.aliases) if a != f.name))
+        parts.append(f"{f.name} (*{f.native_suffix}" + (f"; also {', '.join(others)})" if others else ")"))
+    return ", ".join(parts)
 
 
 def resolve_format(name: str) -> str:
-    """A native format name from a format or framework name (``tf`` -> ``keras``)."""
-    key = str(name).lower()
+    """A native format from a framework name, an alias or a format name (``tf``, ``keras`` ->
+    ``keras``; ``numpy``, ``npz`` -> ``npz``)."""
+    key = str(name).strip().lower()
     if key not in _FORMAT_ALIASES:
-        raise ValueError(f"unknown format {name!r}; choose one of: {', '.join(NATIVE_FORMATS)}")
+        raise ValueError(f"unknown format {name!r}; choose one of: {describe_formats()}")
     return _FORMAT_ALIASES[key]
 
 
@@ -182,5 +213,7 @@ def adapter_class(name: str) -> type:
 
 
 __all__ = ["FRAMEWORKS", "FRAMEWORK_NAMES", "MODELS", "MODEL_NAMES", "NATIVE_FORMATS", "PORTS", "REFERENCE",
-           "SURFACE_FUNCTIONS", "Framework", "FrameworkNotInstalled", "adapter_class", "framework",
-           "is_installed", "model_class", "package", "resolve", "resolve_format"]
+           "SURFACE_FUNCTIONS", "Framework", "FrameworkNotInstalled", "adapter_class", "describe_aliases",
+           "describe_formats",
+           "describe_names", "format_name", "framework", "is_installed", "model_class", "package", "resolve",
+           "resolve_format", "resolve_framework"]

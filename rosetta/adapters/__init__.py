@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rosetta.adapters.base import OPTIMIZER_DEFAULTS, OPTIMIZERS, Adapter, optimizer_hparams
-from rosetta.registry import FRAMEWORK_NAMES, PORTS, FrameworkNotInstalled, adapter_class, resolve
+from rosetta.registry import FRAMEWORK_NAMES, PORTS, FrameworkNotInstalled, adapter_class, resolve_framework
 from rosetta.weights import ModelConfig, init_params
 
 FRAMEWORKS = FRAMEWORK_NAMES
@@ -19,7 +19,7 @@ __all__ = ["FRAMEWORKS", "OPTIMIZERS", "OPTIMIZER_DEFAULTS", "PORTS", "Adapter",
 
 def check_framework(framework: str) -> str:
     """The framework's one name (aliases resolve); ValueError listing the choices when unknown."""
-    return resolve(framework)
+    return resolve_framework(framework)
 
 
 def make_adapter(

@@ -13,7 +13,7 @@ from rosetta.commands._arch import PRESET_RECIPES, ArchError
 from rosetta.convert import ConvertError
 from rosetta.data import MNISTError
 from rosetta.training import TrainingDiverged
-from rosetta.weights import INIT_SCHEMES, ModelConfig, WeightFileError, init_params
+from rosetta.weights import ModelConfig, WeightFileError, init_params
 
 USER_ERRORS = (FrameworkNotInstalled, MNISTError, WeightFileError, ConvertError, TrainingDiverged)
 MAX_SEED = 2**63 - 1
@@ -56,6 +56,31 @@ def float_range(low: float, high: float | None = None, low_open: bool = False) -
 
 positive_int = int_range(1)
 
+# --init names -> the scheme of rosetta.weights.init_params. The course's "Xavier" is fan-in only
+# (LeCun); Glorot's and the frameworks' (glorot_normal, xavier_normal_) is fan_in + fan_out. So
+# the command line names them glorot and lecun and takes the unambiguous xavier-* spellings too.
+INIT_NAMES = {"he": "he", "glorot": "xavier", "lecun": "lecun", "std": "std"}
+INIT_ALIASES = {"xavier-glorot": "glorot", "xavier-fanin": "lecun"}
+
+
+def init_arg(value: str) -> str:
+    """argparse type for --init: a scheme name or alias -> the rosetta.weights scheme."""
+    key = INIT_ALIASES.get(value.strip().lower(), value.strip().lower())
+    if key == "xavier":
+        raise argparse.ArgumentTypeError(
+            "'xavier' is ambiguous: the course's Xavier is N(0, 1/fan_in), pass lecun (or xavier-fanin); "
+            "Glorot's is N(0, 2/(fan_in + fan_out)), pass glorot (or xavier-glorot)")
+    if key not in INIT_NAMES:
+        aliases = ", ".join(f"{a} = {n}" for a, n in INIT_ALIASES.items())
+        raise argparse.ArgumentTypeError(f"unknown init {value!r}; choose one of: {', '.join(INIT_NAMES)} "
+                                         f"(aliases: {aliases})")
+    return INIT_NAMES[key]
+
+
+def init_name(scheme: str) -> str:
+    """The --init name of a rosetta.weights scheme (``xavier`` -> ``glorot``), for the banners."""
+    return {s: n for n, s in INIT_NAMES.items()}[scheme]
+
 
 def add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The training recipe of train and compare, each validated when parsed."""
@@ -83,18 +108,27 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
                    "batches from the first example, every epoch")
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}  # MNIST's images per split
+
+
+def add_data_options(p: argparse.ArgumentParser, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """--data-dir and --limit; ``splits``: the MNIST splits the command reads, which --limit cuts
+    (eval reads only the test split, so its help must not promise to cut the training set)."""
     p.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DIR, then ~/.cache/mnist-rosetta)")
+    cut = " and ".join(f"N {s} images" for s in splits)
+    every = ", ".join(f"{SPLIT_SIZES[s]} {s}" for s in splits)
     p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only the first N train and N test examples (quick runs, tests)")
+                   help=f"use only the first {cut} (quick runs, tests; default: all, {every})")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="the dtype of the weights, inputs and computation (default: float32)")
-    p.add_argument("--init", choices=INIT_SCHEMES, default=None,
-                   help="weight init (default: he): he N(0, 2/fan_in); xavier Glorot N(0, 2/(fan_in + "
-                   "fan_out)); lecun N(0, 1/fan_in), what the course calls Xavier; std N(0, 0.01^2)")
+    p.add_argument("--init", type=init_arg, default=None, metavar="{" + ",".join(INIT_NAMES) + "}",
+                   help="weight init (default: he): he N(0, 2/fan_in); glorot N(0, 2/(fan_in + fan_out)) "
+                   "(alias xavier-glorot); lecun N(0, 1/fan_in), what the course calls Xavier (alias "
+                   "xavier-fanin); std N(0, 0.01^2). Plain 'xavier' is refused: the course and the "
+                   "frameworks mean different schemes by it")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=None,
                    help="init and batch-order seed (>= 0; default: 0)")
     p.add_argument("--weight-decay", type=float_range(0.0), default=None,
@@ -135,7 +169,7 @@ def describe_recipe(r: dict[str, object]) -> str:
     eps = "" if r.get("eps") is None else f" eps {r['eps']:g}"
     decay = "" if float(r["lr_decay"]) == 1.0 else f" (x{r['lr_decay']} per epoch)"  # type: ignore[arg-type]
     return (f"{r['optimizer']} lr {r['lr']}{eps}{decay}, batch {r['batch_size']} ({r['batch_order']}), "
-            f"{r['epochs']} epoch(s), init {r['init']}, seed {r['seed']}")
+            f"{r['epochs']} epoch(s), init {init_name(str(r['init']))}, seed {r['seed']}")
 
 
 def build_adapter(framework: str, config: ModelConfig, dtype: str, init: str, seed: int) -> Adapter:

@@ -5,28 +5,65 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, MODELS, format_table, format_targets, run_benchmark
-from rosetta.commands import formatter
+from rosetta.commands import ALL, formatter
 from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
 from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import int_range
 from rosetta.data import verify_mnist
+from rosetta.registry import describe_aliases, resolve_framework
 from rosetta.weights import atomic_write_bytes
 
 EPILOG = """examples:
   rosetta bench                                  # all implementations, mlp and cnn, 5 x 20 steps
   rosetta bench --model cnn --repeat 9 --json bench.json
   rosetta bench --impl numpy --impl torch --impl torch-adapter --no-memory
+  rosetta bench --impl torch,tf-adapter --model mlp   # comma-separated works too
   python benchmarks/run.py                       # writes benchmarks/results.json and results.md
 
 impls: numpy torch tf chainer (each package's own model + train_step), torch-idiom (nn.Sequential +
 torch.optim.Adam), keras-fit (compiled Keras Sequential, train_on_batch/predict), tf-eager (the TF
-step without tf.function), <framework>-adapter (through the canonical Adapter interface).
+step without tf.function), <framework>-adapter (through the canonical Adapter interface). A
+framework's aliases work in --impl too (pytorch = torch, keras-adapter = tf-adapter; keras-fit is
+an implementation's own name).
 Times: training step = one batch of 100 (float32, Adam, course defaults); inference = the test set
 (10k images) in batches of 1000. Ratios are paired per repeat against torch and against the fastest
 implementation of that model and phase in the same run. Every library gets --threads threads.
 """
+
+
+def impl_name(value: str) -> str:
+    """One --impl value: an implementation, or one named through a framework alias
+    (``pytorch`` -> ``torch``, ``keras-adapter`` -> ``tf-adapter``); ValueError otherwise."""
+    key = value.strip().lower()
+    if key in ALL_IMPLS:  # keras-fit is an implementation's own name, not an alias
+        return key
+    head, dash, tail = key.partition("-")
+    try:
+        name = resolve_framework(head) + dash + tail
+    except ValueError:
+        name = ""
+    if name not in ALL_IMPLS:
+        raise ValueError(f"unknown implementation {value.strip()!r}; choose one of: {', '.join(ALL_IMPLS)}, "
+                         f"{ALL} (framework aliases: {describe_aliases()})")
+    return name
+
+
+class ImplAction(argparse.Action):
+    """--impl: the shape of --framework (repeatable, comma-separated, ``all``), over implementations."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[str] | None, option_string: str | None = None) -> None:
+        names = list(getattr(namespace, self.dest, None) or [])
+        for part in str(values).split(","):
+            try:
+                found = list(ALL_IMPLS) if part.strip().lower() == ALL else [impl_name(part)]
+            except ValueError as exc:
+                raise argparse.ArgumentError(self, str(exc)) from None
+            names.extend(n for n in found if n not in names)
+        setattr(namespace, self.dest, names)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,10 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "PyTorch in the same run, the efficiency against a measured float32 GEMM and "
                        "peak memory (one subprocess per implementation).",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--model", choices=(*MODELS, "all"), default="all", help="default: all")
-    p.add_argument("--impl", action="append", choices=ALL_IMPLS, metavar="IMPL",
-                   help=f"implementation(s), repeatable (default: {' '.join(DEFAULT_IMPLS)}); "
-                   f"choices: {', '.join(ALL_IMPLS)}")
+    p.add_argument("--model", choices=(*MODELS, "all"), default="all",
+                   help=f"the model(s) to time: {', '.join(MODELS)} or all (default: all)")
+    p.add_argument("--impl", action=ImplAction, metavar="IMPL", default=None,
+                   help="implementation(s), repeatable or comma-separated (default: "
+                   f"{', '.join(DEFAULT_IMPLS)}); choices: {', '.join(ALL_IMPLS)}, all; a framework "
+                   f"also by an alias ({describe_aliases()})")
     p.add_argument("--repeat", type=int_range(1), default=5,
                    help="rounds over all implementations (>= 1, default 5)")
     p.add_argument("--steps", type=int_range(1), default=20,
@@ -51,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="compute threads given to every library (default 1: stable on a shared "
                    "machine, see rosetta/bench.py); 0 keeps each library's default")
     p.add_argument("--no-memory", dest="memory", action="store_false",
-                   help="skip the peak-memory subprocesses")
+                   help="skip the peak-memory subprocesses (default: measure peak memory)")
     p.add_argument("--json", metavar="PATH", help="write machine info, records and targets as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
     add_architecture_options(p)

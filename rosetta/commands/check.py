@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="examples in the batch (default 8)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="both models in this dtype (default: float64, the strict bounds)")
-    p.add_argument("--steps", type=int, default=0, help="also compare K optimizer steps")
+    p.add_argument("--steps", type=int, default=0, help="also compare K optimizer steps (default: 0, none)")
     p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
                    help="the optimizer of the --steps (default: sgd)")
     p.add_argument("--lr", type=float, default=0.01, help="its learning rate (default: 0.01)")

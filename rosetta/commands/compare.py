@@ -7,7 +7,7 @@ import json
 import time
 
 from rosetta.adapters import FRAMEWORKS, make_adapter
-from rosetta.commands import formatter, framework_arg, model_arg
+from rosetta.commands import add_framework_option, formatter, model_arg
 from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import (
     add_data_options,
@@ -31,6 +31,7 @@ from rosetta.weights import atomic_write_bytes, init_params
 EPILOG = """examples:
   rosetta compare --model mlp --epochs 3 --plot curves.png
   rosetta compare --model cnn --epochs 1 --optimizer sgd --lr 0.1 --limit 5000
+  rosetta compare --model mlp --framework torch,tf --epochs 1   # numpy, the reference, always trains
   rosetta compare --preset chainer-notes --epochs 3     # the course notes' Chainer program in all four
 """
 
@@ -41,15 +42,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "weights and batch order; print per-epoch loss and accuracy side by side with "
                        "the largest parameter divergence from the reference, and plot the curves.",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--model", type=model_arg, default=None, help=f"{'|'.join(MODEL_NAMES)} (or --preset)")
+    p.add_argument("--model", type=model_arg, default=None,
+                   help=f"{', '.join(MODEL_NAMES)} (or --preset; one of them is required)")
     add_recipe_options(p)
     add_model_options(p)
     add_architecture_options(p, weight_decay=False)
     add_data_options(p)
-    p.add_argument("--frameworks", nargs="+", type=framework_arg, default=list(FRAMEWORKS),
-                   help="implementations to train (numpy is always the reference)")
-    p.add_argument("--plot", metavar="PNG", help="learning curves, four lines per panel")
-    p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation")
+    add_framework_option(p, "implementations to train (numpy, the reference, always trains)", "all")
+    p.add_argument("--plot", metavar="PNG", help="learning curves, one line per implementation and panel "
+                   "(default: no plot)")
+    p.add_argument("--json", metavar="PATH", help="per-epoch history of every implementation (default: none "
+                   "written)")
     p.set_defaults(outputs=("json", "plot"))
     return p
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     args.model = config.name
     r = recipe(args)
-    frameworks = ["numpy", *[f for f in args.frameworks if f != "numpy"]]
+    frameworks = ["numpy", *[f for f in args.framework or FRAMEWORKS if f != "numpy"]]
     params = init_params(config, seed=int(r["seed"]), scheme=str(r["init"]), dtype=args.dtype)
     data = load_splits(config, args.data_dir, args.dtype, args.limit)
     print(f"model {config.describe()}")

@@ -20,8 +20,6 @@ from rosetta.commands._arch import (
     requested_model,
 )
 from rosetta.convert import (
-    NATIVE_FORMATS,
-    SUFFIX,
     ConvertError,
     convert_from_dlfs,
     convert_from_native,
@@ -29,17 +27,17 @@ from rosetta.convert import (
     honest_native_config,
 )
 from rosetta.course import describe_import, detect_network, read_course_file
-from rosetta.registry import resolve_format
+from rosetta.registry import FRAMEWORKS, describe_formats, format_name, resolve_format
 from rosetta.weights import WeightFileError
 
-FROM_FORMATS = (*NATIVE_FORMATS, "dlfs")
+DLFS = "dlfs"  # --from only: the course's own parameter files
 
 EPILOG = """examples:
   rosetta convert cnn.safetensors --to torch --out cnn.torch.safetensors
-  rosetta convert cnn.safetensors --to keras --out cnn.weights.h5
+  rosetta convert cnn.safetensors --to tf --out cnn.weights.h5         # --to keras is the same
   rosetta convert cnn.safetensors --to chainer --out cnn.chainer.npz
-  rosetta convert cnn.safetensors --to npz --out cnn.npz
-  rosetta convert cnn.weights.h5 --from keras --out back.safetensors
+  rosetta convert cnn.safetensors --to numpy --out cnn.npz             # --to npz is the same
+  rosetta convert cnn.weights.h5 --from tf --out back.safetensors
   rosetta convert other.npz --from npz --model mlp --hparams-from mlp.safetensors --out mlp2.safetensors
   rosetta convert other.npz --from npz --model mlp --activation sigmoid --out mlp3.safetensors
 
@@ -61,13 +59,13 @@ Dropout (default none; the course's convention: scale by 1 - ratio at test time)
 eval mode): running_mean = mean over all images of the layer's input, running_var = the mean of
 the batches' biased variances times m/(m-1) (m = 100).
 
-native files (no pickle anywhere):
+native files (no pickle anywhere), named by the framework (or the format name in parentheses):
   torch    safetensors with state_dict names (incl. BN buffers):
            model.load_state_dict(safetensors.torch.load_file(path))
-  keras    .weights.h5 from model.save_weights: model.load_weights(path)
+  tf       (keras) .weights.h5 from Keras model.save_weights: model.load_weights(path)
   chainer  .npz from chainer.serializers.save_npz: chainer_impl.load_native(model, path)
            (reads without pickle; Chainer's own load_npz enables pickle)
-  npz      np.savez of the canonical arrays: np.load(path, allow_pickle=False)
+  numpy    (npz) np.savez of the canonical arrays: np.load(path, allow_pickle=False)
 Every native file carries the model's hyper-parameters (safetensors metadata, HDF5 root attribute
 'mnist_rosetta', .npz zip comment), so converting back needs no option; --hparams-from takes them
 from a canonical file instead, --model alone assumes the default hyper-parameters.
@@ -75,7 +73,8 @@ from a canonical file instead, --model alone assumes the default hyper-parameter
 
 
 def _format(value: str) -> str:
-    """argparse type for --to/--from: a native format, or a framework name for it (tf -> keras)."""
+    """argparse type for --to: a framework's name or alias, or its format's name (tf, keras ->
+    the keras format); the value is the format the files record."""
     try:
         return resolve_format(value)
     except ValueError as exc:
@@ -83,18 +82,18 @@ def _format(value: str) -> str:
 
 
 def _from_format(value: str) -> str:
-    """argparse type for --from: a native format (or its framework's name), or the course's dlfs."""
-    if value == "dlfs":
-        return value
+    """argparse type for --from: as --to, or the course's dlfs."""
+    if value.strip().lower() == DLFS:
+        return DLFS
     try:
         return resolve_format(value)
     except ValueError:
-        choices = ", ".join(FROM_FORMATS)
-        raise argparse.ArgumentTypeError(f"unknown format {value!r}; choose one of: {choices}") from None
+        raise argparse.ArgumentTypeError(f"unknown format {value!r}; choose one of: {describe_formats()}, "
+                                         f"{DLFS} (the course's parameter files)") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("convert", help="canonical weights <-> torch/keras/chainer/npz native checkpoints",
+    p = sub.add_parser("convert", help="canonical weights <-> torch/tf/chainer/numpy native checkpoints",
                        description="Convert a canonical weight file (.safetensors) to a framework's "
                        "native checkpoint (--to) or a native checkpoint back (--from). The round trip "
                        "is bit-exact; writes are atomic.",
@@ -102,13 +101,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("path", help="input: a canonical W.safetensors (with --to) or a native file (with --from)")
     direction = p.add_mutually_exclusive_group(required=True)
     direction.add_argument("--to", type=_format, metavar="FORMAT",
-                           help=f"write a native checkpoint: {', '.join(NATIVE_FORMATS)}")
+                           help=f"write a native checkpoint: {describe_formats()}")
     direction.add_argument("--from", dest="from_", type=_from_format, metavar="FORMAT",
-                           help=f"read a native checkpoint: {', '.join(NATIVE_FORMATS)}, or dlfs "
+                           help=f"read a native checkpoint: {describe_formats()}; or {DLFS} "
                            "(the course's own parameter files)")
     p.add_argument("--out", required=True, metavar="PATH",
-                   help="output file (" + ", ".join(f"{k}: *{v}" for k, v in SUFFIX.items())
-                   + "; canonical: *.safetensors)")
+                   help="output file ("
+                   + ", ".join(f"{f.name}: *{f.native_suffix}" for f in FRAMEWORKS.values())
+                   + "; canonical, with --from: *.safetensors)")
     p.add_argument("--model", type=model_arg, help="with --from: the model (checked against the file)")
     p.add_argument("--hparams-from", metavar="W.safetensors",
                    help="with --from: take the hyper-parameters from this canonical weight file")
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConvertError(f"{', '.join(extra) or '--model and --hparams-from'} go with --from "
                                    "(the canonical file already holds its model and hyper-parameters)")
             config = convert_to_native(args.path, args.to, args.out)
-            print(f"wrote {args.out} ({args.to} checkpoint of {config.name}) from {args.path}")
+            print(f"wrote {args.out} ({format_name(args.to)} checkpoint of {config.name}) from {args.path}")
         elif args.from_ == "dlfs":
             run_from_dlfs(args)
         else:
@@ -160,7 +160,7 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def run_from_native(args: argparse.Namespace) -> None:
-    """--from torch|keras|chainer|npz: every hyper-parameter printed with where it came from."""
+    """--from a native format: every hyper-parameter printed with where it came from."""
     if args.bn_stats_from_data is not None:
         raise ConvertError("--bn-stats-from-data goes with --from dlfs (native files hold their statistics)")
     if _same_file(args.path, args.out):
@@ -176,7 +176,7 @@ def run_from_native(args: argparse.Namespace) -> None:
     config = convert_from_native(args.path, args.from_, args.out, config=config)
     for line in lines:
         print(line)
-    print(f"wrote {args.out} (canonical {config.name}) from {args.from_} checkpoint {args.path}")
+    print(f"wrote {args.out} (canonical {config.name}) from {format_name(args.from_)} checkpoint {args.path}")
 
 
 def run_from_dlfs(args: argparse.Namespace) -> None:

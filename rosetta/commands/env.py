@@ -10,15 +10,19 @@ import sys
 
 import numpy as np
 
-from rosetta.commands import formatter
-from rosetta.registry import FRAMEWORKS, PORTS
+from rosetta.commands import add_framework_option, formatter
+from rosetta.registry import FRAMEWORKS, PORTS, quiet_native_start_up
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("env", help="versions, imports, BLAS and threads",
-                          description="Print Python, NumPy and each framework's version, whether it "
-                          "imports, BLAS and thread counts. Exit 0 when all four import.",
-                          epilog="example:\n  rosetta env", formatter_class=formatter())
+    p = sub.add_parser("env", help="versions, imports, BLAS and threads",
+                       description="Print Python, NumPy and each framework's version, whether it "
+                       "imports, BLAS and thread counts, each framework under its one name with its "
+                       "Python module in parentheses. Exit 0 when all of them import.",
+                       epilog="examples:\n  rosetta env\n  rosetta env --framework tf     # only TensorFlow",
+                       formatter_class=formatter())
+    add_framework_option(p, "framework(s) to report", "all")
+    return p
 
 
 def blas_info() -> str:
@@ -34,7 +38,8 @@ def _import(framework: str) -> tuple[object | None, str]:
     entry = FRAMEWORKS[framework]
     try:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up log quiet
-        importlib.import_module(entry.package)
+        with quiet_native_start_up():  # TensorFlow's C++ start-up lines are not the report
+            importlib.import_module(entry.package)
         return importlib.import_module(entry.module), ""
     except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
         return None, f"{type(exc).__name__}: {exc}"
@@ -57,17 +62,23 @@ def run(args: argparse.Namespace) -> int:
         if os.environ.get(var):
             print(f"            {var}={os.environ[var]}")
     missing = []
-    for name in PORTS:
+    chosen = args.framework or list(FRAMEWORKS)
+    ports = [name for name in PORTS if name in chosen]
+    for name in ports:
         entry = FRAMEWORKS[name]
         module, error = _import(name)
         if module is None:
             missing.append(name)
-            print(f"{name:<11} NOT IMPORTABLE ({error}); install: pip install 'mnist-rosetta[{entry.extra}]'")
+            print(f"{name:<11} ({entry.module}) NOT IMPORTABLE ({error}); install: "
+                  f"pip install 'mnist-rosetta[{entry.extra}]'")
             continue
         version = module.__version__  # type: ignore[attr-defined]
-        print(f"{name:<11} {entry.module} {version}  imports: yes  {_threads(name, module)}")
+        print(f"{name:<11} {version} ({entry.module})  imports: yes  {_threads(name, module)}")
     if missing:
-        print(f"{len(missing)} of {len(PORTS)} frameworks missing: {', '.join(missing)}")
+        print(f"{len(missing)} of {len(ports)} frameworks missing: {', '.join(missing)}")
         return 1
-    print(f"all {len(FRAMEWORKS)} implementations can run ({', '.join(FRAMEWORKS)})")
+    if len(chosen) == len(FRAMEWORKS):
+        print(f"all {len(FRAMEWORKS)} implementations can run ({', '.join(FRAMEWORKS)})")
+    else:
+        print(f"{', '.join(n for n in FRAMEWORKS if n in chosen)} can run")
     return 0

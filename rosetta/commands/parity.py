@@ -11,7 +11,7 @@ import time
 from tqdm import tqdm
 
 from rosetta.adapters import PORTS, FrameworkNotInstalled, adapter_class
-from rosetta.commands import UsageError, formatter, port_arg
+from rosetta.commands import UsageError, add_framework_option, formatter
 from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
 from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import int_range
@@ -27,6 +27,7 @@ EPILOG = """examples:
   rosetta parity                                   # synthetic inputs, all ports, both dtypes
   rosetta parity --data-dir ../shared/mnist        # plus trajectories on real MNIST
   rosetta parity --framework torch --model cnn --dtype float32 --json parity.json
+  rosetta parity --framework torch,tf --model mlp  # the same as --framework torch --framework tf
   rosetta parity --plot heatmap.png                # log10 relative error, framework x tensor
   rosetta parity --distributed --data-dir ../shared/mnist   # DDP, MirroredStrategy, ChainerMN: 2 workers
 """
@@ -39,8 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "optimizer steps, BatchNorm and Dropout (and, with --data-dir, "
                        "trajectories on MNIST: 100 steps in float32, 25 in float64). Exit 1 on any failure.",
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--framework", action="append", type=port_arg,
-                   help="port(s) to check (repeatable; default: all three)")
+    add_framework_option(p, "port(s) to check against the NumPy reference", "all three", allowed=PORTS)
     p.add_argument("--model", action="append", choices=MODEL_NAMES,
                    help=f"model(s) (default: all: {', '.join(MODEL_NAMES)})")
     p.add_argument("--dtype", action="append", choices=DTYPES, help="dtype(s) (default: both)")

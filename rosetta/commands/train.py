@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rosetta.adapters import make_adapter
-from rosetta.commands import formatter, framework_arg, model_arg
+from rosetta.commands import add_framework_option, formatter, model_arg
 from rosetta.commands._arch import add_architecture_options, config_from_args, requested_model
 from rosetta.commands._common import (
     add_data_options,
@@ -24,6 +24,8 @@ from rosetta.configs import MODEL_NAMES, to_metadata
 from rosetta.training import EpochResult, TrainingInterrupted, epoch_lr, fit, load_splits, notes_line
 from rosetta.weights import WeightFileError, load_weights, read_metadata
 
+DESCRIPTION = ("rosetta train: train the MLP, CNN or deep CNN in one framework, with the shared loop "
+               "and batch order.")
 EPILOG = """examples:
   rosetta train --framework numpy --model cnn --out cnn.safetensors
   rosetta train --framework torch --model mlp --epochs 3 --optimizer momentum --lr 0.05
@@ -37,17 +39,18 @@ weights and batch order in every framework. Ctrl-C stops after the current step 
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a model in one framework", description=__doc__,
+    p = sub.add_parser("train", help="train a model in one framework", description=DESCRIPTION,
                        epilog=EPILOG, formatter_class=formatter())
-    p.add_argument("--framework", type=framework_arg, required=True, help="numpy|torch|tf|chainer")
+    add_framework_option(p, "the framework to train in", several=False)
     p.add_argument("--model", type=model_arg, default=None,
-                   help=f"{'|'.join(MODEL_NAMES)} (or --preset; with --resume, the file's)")
+                   help=f"{', '.join(MODEL_NAMES)} (or --preset; with --resume, the file's)")
     add_recipe_options(p)
     add_model_options(p)
     add_architecture_options(p, weight_decay=False)
     add_data_options(p)
-    p.add_argument("--out", help="canonical weights, saved atomically after every epoch")
-    p.add_argument("--resume", help="start from these canonical weights (optimizer state restarts)")
+    p.add_argument("--out", help="canonical weights, saved atomically after every epoch (default: not saved)")
+    p.add_argument("--resume", help="start from these canonical weights (optimizer state restarts; default: "
+                   "fresh weights from --init and --seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(outputs=("out",))
     return p
