@@ -2,11 +2,13 @@
 there, with its size) and the agreement once the setting or conversion of the guide is applied.
 
 Each section has a ``measure_*`` function (cached) returning its numbers; the section's test asserts
-on them, and ``test_guide_numbers`` checks every number written in docs/porting.md against them:
+on them, and ``test_guide_numbers`` checks every number written in docs/porting.md against them.
+The guide writes a number as a plain value followed by an HTML comment naming its measurement
+(hidden once rendered), ``0.46<!-- softmax-ce.course -->``:
 
-* ``key = 1.2e-01``: equal to 2 significant digits (deterministic mismatches);
-* ``key ≈ 1e-05``: the same order of magnitude, within a factor 10 (round-off, random draws);
-* ``key < 1e-06``: the measured value is below the bound (agreement after the fix).
+* ``0.46``, ``1.2e-01``, ``yes``/``no`` (1/0): equal to 2 significant digits (deterministic mismatches);
+* ``≈ 1e-05``: the same order of magnitude, within a factor 10 (round-off, random draws);
+* ``< 1e-06``: the measured value is below the bound (agreement after the fix).
 
 Regenerate the ``=`` and ``≈`` numbers after a deliberate change with
 ``ROSETTA_UPDATE_PORTING=1 pytest parity_tests/test_porting_guide.py -k guide_numbers``.
@@ -1103,11 +1105,43 @@ def test_course_relu_inplace() -> None:
 # ============================================================================================
 # The guide's numbers are these measurements.
 
-_NUMBER = re.compile(r"`([a-z0-9-]+)\.([a-z0-9.-]+) (=|≈|<) ([-+0-9.e]+)`")
+# A measured number as the guide writes it: the value (``0.46``, ``1.1e+00``, ``yes``/``no``, or
+# ``≈ 5e-08`` / ``< 1e-12``) followed by an HTML comment naming the measurement, which a rendered
+# page hides: ``0.46<!-- softmax-ce.course -->``.
+_NUMBER = re.compile(r"(?:(≈|<) )?(yes|no|[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?)"
+                     r"<!-- ([a-z0-9-]+)\.([a-z0-9.-]+) -->")
+# The form the guide used before (``slug.key = 1.1e+00`` in backticks): none may be left.
+_OLD_NUMBER = re.compile(r"`[a-z0-9-]+\.[a-z0-9.-]+ (=|≈|<) [-+0-9.e]+`")
+# A section heading: groups are ``## Title``, the sections of a group ``### slug: title``.
+SECTION = re.compile(r"^### ([a-z0-9-]+): ", flags=re.M)
+
+
+def guide_text() -> str:
+    return GUIDE.read_text(encoding="utf-8")
+
+
+def section_body(text: str, slug: str) -> str:
+    """The text of section ``slug``, up to the next heading of a section or a group."""
+    return re.split(r"\n#{2,3} ", text.split(f"### {slug}: ", 1)[1], maxsplit=1)[0]
 
 
 def _fmt(op: str, value: float) -> str:
     return f"{value:.1e}" if op == "=" else f"{value:.0e}"
+
+
+def _show(op: str, written: str, value: float) -> str:
+    """``value`` written as the guide writes it, in the form of ``written`` (for the update)."""
+    if op:
+        return f"{op} {_fmt(op, value)}"
+    if written in ("yes", "no"):
+        return "yes" if value == 1.0 else "no"
+    if "e" not in written and "." not in written:
+        return str(round(value))
+    return _fmt("=", value) if "e" in written else f"{value:.2g}"
+
+
+def _value(written: str) -> float:
+    return {"yes": 1.0, "no": 0.0}[written] if written in ("yes", "no") else float(written)
 
 
 def _same(op: str, written: float, value: float) -> bool:
@@ -1118,6 +1152,34 @@ def _same(op: str, written: float, value: float) -> bool:
     if written == 0 or value == 0:
         return written == value
     return abs(np.log10(abs(value)) - np.log10(abs(written))) <= 1.0
+
+
+def compare_numbers(text: str, update: bool = False) -> tuple[str, list[str], set[tuple[str, str]], set[str]]:
+    """Every measured number of ``text`` against its measurement: (the text, rewritten when
+    ``update``; the disagreements; the (slug, key) quoted; the slugs whose frameworks are missing)."""
+    skipped: set[str] = set()
+    wrong: list[str] = []
+    quoted: set[tuple[str, str]] = set()
+
+    def check(match: re.Match[str]) -> str:
+        op, written, slug, key = match.groups()
+        op = op or ""
+        assert slug in SECTIONS, f"docs/porting.md quotes {slug}.{key} but no section {slug!r} is measured"
+        quoted.add((slug, key))
+        try:
+            values = measured(slug)
+        except pytest.skip.Exception:
+            skipped.add(slug)
+            return match.group(0)
+        assert key in values, f"docs/porting.md quotes {slug}.{key}; measured keys: {sorted(values)}"
+        value = values[key]
+        if update and op != "<":
+            return f"{_show(op, written, value)}<!-- {slug}.{key} -->"
+        if not _same(op or "=", _value(written), value):
+            wrong.append(f"{slug}.{key}: guide says {op or '='} {written}, measured {value:.3g}")
+        return match.group(0)
+
+    return _NUMBER.sub(check, text), wrong, quoted, skipped
 
 
 # Sections on framework mechanics: no number to measure (a miss fails the parity matrix or loses
@@ -1142,49 +1204,32 @@ MECHANICS: dict[str, str] = {
 
 def test_guide_sections() -> None:
     """Every section of the guide has a measurement and a test, and the other way round."""
-    text = GUIDE.read_text(encoding="utf-8")
-    headings = re.findall(r"^## ([a-z0-9-]+): ", text, flags=re.M)
+    text = guide_text()
+    headings = SECTION.findall(text)
     assert sorted(headings) == sorted([*SECTIONS, *MECHANICS]), (set(headings) ^ {*SECTIONS, *MECHANICS})
+    assert not re.findall(r"^## ([a-z0-9-]+): ", text, flags=re.M), "a section at the level of the groups"
     for slug, link in MECHANICS.items():  # described, proven by a test elsewhere in the suite
-        body = text.split(f"## {slug}: ", 1)[1].split("\n## ", 1)[0]
+        body = section_body(text, slug)
         assert f"Test: [`{link}`]" in body, f"section {slug} does not link {link}"
         path, name = link.split("::")
         assert f"def {name}(" in (ROOT / path).read_text(encoding="utf-8"), f"{link} does not exist"
     for slug in SECTIONS:
-        body = text.split(f"## {slug}: ", 1)[1].split("\n## ", 1)[0]
+        body = section_body(text, slug)
         test_name = "test_" + slug.replace("-", "_")
         assert test_name in globals(), f"section {slug}: no {test_name} in this file"
         assert f"test_porting_guide.py::{test_name}" in body, f"section {slug} does not link {test_name}"
         assert _NUMBER.search(body), f"section {slug} quotes no measured number"
+    for slug in headings:  # the short anchor rosetta check prints (docs/porting.md#SLUG)
+        assert f'<a id="{slug}"></a>\n\n### {slug}: ' in text, f"section {slug} has no anchor of its slug"
 
 
 def test_guide_numbers() -> None:
     """Every number written in docs/porting.md matches its measurement (see the module docstring);
     with ROSETTA_UPDATE_PORTING=1 the ``=`` and ``≈`` numbers are rewritten instead."""
-    text = GUIDE.read_text(encoding="utf-8")
+    text = guide_text()
     update = os.environ.get("ROSETTA_UPDATE_PORTING") == "1"
-    skipped: set[str] = set()
-    wrong: list[str] = []
-    quoted: set[tuple[str, str]] = set()
-
-    def check(match: re.Match[str]) -> str:
-        slug, key, op, written = match.groups()
-        assert slug in SECTIONS, f"docs/porting.md quotes {slug}.{key} but no section {slug!r} is measured"
-        quoted.add((slug, key))
-        try:
-            values = measured(slug)
-        except pytest.skip.Exception:
-            skipped.add(slug)
-            return match.group(0)
-        assert key in values, f"docs/porting.md quotes {slug}.{key}; measured keys: {sorted(values)}"
-        value = values[key]
-        if update and op != "<":
-            return f"`{slug}.{key} {op} {_fmt(op, value)}`"
-        if not _same(op, float(written), value):
-            wrong.append(f"{slug}.{key}: guide says {op} {written}, measured {value:.3g}")
-        return match.group(0)
-
-    new_text = _NUMBER.sub(check, text)
+    assert not _OLD_NUMBER.findall(text), "numbers in the old `slug.key = value` form"
+    new_text, wrong, quoted, skipped = compare_numbers(text, update)
     if update and new_text != text:
         GUIDE.write_text(new_text, encoding="utf-8")
     assert not wrong, "docs/porting.md disagrees with the measurements:\n" + "\n".join(wrong)
@@ -1198,6 +1243,64 @@ def test_guide_numbers() -> None:
         if require_all():
             pytest.fail(message)
         pytest.skip(message)
+
+
+def test_the_number_check_can_fail() -> None:
+    """A number changed in the guide's text is reported (a section that needs no framework)."""
+    text = guide_text()
+    written = re.search(r"([0-9.]+)<!-- course-relu-inplace\.changed-share -->", text)
+    assert written, "the guide lost course-relu-inplace.changed-share"
+    changed = f"{float(written[1]) * 1.5:.2g}<!-- course-relu-inplace.changed-share -->"
+    bad = text.replace(written.group(0), changed)
+    assert any("changed-share" in w for w in compare_numbers(bad)[1])
+    fixed = "<!-- course-relu-inplace.fixed -->"
+    bound = text.replace(f"< 1e-15{fixed}", f"< 0{fixed}")
+    assert bound != text and any("course-relu-inplace.fixed" in w for w in compare_numbers(bound)[1])
+    assert _NUMBER.fullmatch("yes<!-- label-dtypes.torch-int32-error -->")
+    assert _NUMBER.fullmatch("≈ 5e-08<!-- keras-loss-float32.default -->")
+
+
+# ============================================================================================
+# The guide's contents: every group and section, linked by the anchor GitHub gives its heading.
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub generates for a heading: lower case, punctuation dropped (letters,
+    digits, ``-``, ``_`` and spaces kept), each space a hyphen."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(text: str) -> list[tuple[int, str, str]]:
+    """(level, title, anchor) of every ``##``/``###`` heading outside code blocks, after the
+    table of contents; repeated anchors get GitHub's ``-1``, ``-2`` suffixes."""
+    found, seen, fenced = [], {}, False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"^(#{2,3}) (.+)$", line)
+        if m:
+            anchor = github_anchor(m[2])
+            n = seen.get(anchor, 0)
+            seen[anchor] = n + 1
+            found.append((len(m[1]), m[2], f"{anchor}-{n}" if n else anchor))
+    return [h for h in found if h[1] != "Contents"]
+
+
+def contents(text: str) -> str:
+    """The table of contents the guide must hold: groups as items, their sections nested."""
+    return "\n".join(("  " if level == 3 else "") + f"- [{title}](#{anchor})"
+                      for level, title, anchor in headings(text))
+
+
+def test_guide_contents() -> None:
+    text = guide_text()
+    assert "\n## Contents\n\n" + contents(text) + "\n\n" in text, (
+        "the contents of docs/porting.md are not its headings; expected:\n" + contents(text))
+    anchors = {a for _, _, a in headings(text)} | set(re.findall(r'<a id="([a-z0-9-]+)"></a>', text))
+    broken = [link for link in re.findall(r"\]\(#([^)]+)\)", text) if link not in anchors]
+    assert not broken, f"links to no heading: {broken}"
+    assert github_anchor("softmax-ce: cross-entropy vs the course's `+1e-7`") == (
+        "softmax-ce-cross-entropy-vs-the-courses-1e-7")
 
 
 @measure("course-names")

@@ -2,7 +2,8 @@
 
 Every framework difference in the code is tagged ``# NOTE(framework:SLUG):`` and every deliberate
 departure of the reference from the course ``# NOTE(course:SLUG):``, where SLUG is a section
-``## SLUG: title`` of docs/porting.md. Every tag names an existing section; every section has at
+``### SLUG: title`` of docs/porting.md (its groups are ``##`` headings). Every tag names an existing
+section; every section has at
 least one tag; no untagged ``NOTE(framework)`` is left.
 """
 
@@ -36,12 +37,12 @@ def tags() -> list[tuple[str, str, str]]:
 
 
 def guide_slugs() -> list[str]:
-    return re.findall(r"^## ([a-z0-9-]+): ", GUIDE.read_text(encoding="utf-8"), flags=re.M)
+    return re.findall(r"^### ([a-z0-9-]+): ", GUIDE.read_text(encoding="utf-8"), flags=re.M)
 
 
 def test_every_tag_names_a_section() -> None:
     slugs = set(guide_slugs())
-    assert slugs, "docs/porting.md has no '## slug: title' sections"
+    assert slugs, "docs/porting.md has no '### slug: title' sections"
     unknown = [f"{where} NOTE({ns}:{slug})" for where, ns, slug in tags() if slug not in slugs]
     assert not unknown, f"tags naming no section of docs/porting.md: {unknown}"
 
