@@ -173,7 +173,7 @@ def shipped_optimizer_steps(framework: str, name: str, w0: np.ndarray, grads: li
 # porting guide, the book's files by the tests of each file, and the files with module-scoped
 # fixtures keep their tests together. Every other test is a unit of its own.
 SHARED_GROUPS = {"test_porting_guide.py": "distributed", "test_distributed.py": "distributed"}
-MODULE_GROUPS = ("test_bad_inputs.py", "test_check.py", "test_fuzz.py")
+MODULE_GROUPS = ("test_bad_inputs.py", "test_check.py", "test_fuzz.py", "test_notebook.py")
 COURSE_FILE_PARTS = ("ch03", "ch07", "ch08", "extend")
 
 
@@ -203,7 +203,7 @@ GROUP_SECONDS = {
     "trajectory cnn float64 adam": 9.0, "trajectory cnn float64 sgd": 9.0,
     "trajectory deepcnn float32 adam": 8.0, "parity cnn float64": 10.0, "test_check.py": 8.0,
     "test_bad_inputs.py": 8.0, "parity cnn float32": 7.0, "test_fuzz.py": 7.0, "course files ch03": 6.0,
-    "parity deepcnn float64": 6.0, "parity deepcnn float32": 4.0,
+    "parity deepcnn float64": 6.0, "parity deepcnn float32": 4.0, "test_notebook.py": 14.0,
 }
 
 
