@@ -1,6 +1,7 @@
 """The side-by-side page (rosetta/site.py, ``rosetta site``): regions, row alignment, links, build,
 errors, and an end-to-end render in headless Chromium at 1600 and 1024 px that checks the layout
-probe embedded in the page: four columns side by side, aligned rows, no wrapped code line."""
+probe embedded in the page (four columns side by side, aligned rows, no wrapped code line), and at
+a phone's 390 px (the columns stacked, titles on screen, no wrapped line, no sideways page scroll)."""
 
 from __future__ import annotations
 
@@ -242,15 +243,67 @@ def _run_chromium(binary: str, profile: Path, width: int, *args: str) -> subproc
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def _render(binary: str, page: Path, tmp_path: Path, width: int) -> tuple[dict, Path]:
-    """One Chromium run: the screenshot and the DOM with the page's layout probe (body data-layout)."""
+# Headless Chromium (156 here) keeps its window at least 500 px wide: with --window-size=390 the
+# screenshot is 390 px but the DOM that --dump-dom hands back (and the probe measured) was laid out
+# at 500 px, so the numbers would not describe the picture. A phone width is therefore rendered in
+# an iframe of that width in a window of the same width: the iframe is its own viewport (media
+# queries, innerWidth), and the page's probe posts its report to this frame, which puts it on its
+# own body for --dump-dom. Screenshot and probe then both see 390 px.
+PHONE_FRAME = """<!DOCTYPE html><html><head><meta charset="utf-8">
+<style>body {{ margin: 0; }} iframe {{ border: 0; display: block; }}</style>
+<script>addEventListener('message', e => {{
+  document.body.dataset.layout = JSON.stringify(e.data); }});</script>
+</head><body><iframe src="{src}" width="{width}" height="2000"></iframe></body></html>
+"""
+
+
+def _render(binary: str, page: Path, tmp_path: Path, width: int, framed: bool = False) -> tuple[dict, Path]:
+    """One Chromium run: the screenshot and the DOM with the page's layout probe (body data-layout);
+    ``framed``: the page inside an iframe ``width`` px wide (for widths under Chromium's minimum)."""
     shot = tmp_path / f"page-{width}.png"
+    target = page
+    if framed:
+        target = page.with_name(f"frame-{width}.html")
+        target.write_text(PHONE_FRAME.format(src=page.name, width=width), encoding="utf-8")
     result = _run_chromium(binary, tmp_path / f"profile-{width}", width, "--virtual-time-budget=3000",
-                           f"--screenshot={shot}", "--dump-dom", page.as_uri())
+                           f"--screenshot={shot}", "--dump-dom", target.as_uri())
     match = re.search(r'data-layout="([^"]*)"', result.stdout)
     assert match, f"no layout probe in chromium's DOM (rc {result.returncode}): {result.stderr[-2000:]}"
     assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
+    if os.environ.get("ROSETTA_SITE_SCREENSHOT"):
+        shutil.copy(shot, f"{os.environ['ROSETTA_SITE_SCREENSHOT']}-{width}.png")
     return json.loads(html.unescape(match.group(1))), shot
+
+
+def _assert_readable(layout: dict, width: int) -> None:
+    """What every width shares: no wrapped code row, all titles on screen, no sideways page scroll."""
+    assert layout["width"] == width, layout["width"]
+    assert set(layout["sections"]) == set(REGIONS)
+    # every code row exactly one line high: no code line wraps
+    assert layout["lineHeight"] > 0 and layout["rows"] > 1000, layout["rows"]
+    assert not layout["wrapped"], f"wrapped code lines (section, line, height): {layout['wrapped']}"
+    # h1, every h2 and nav link, every column's framework name: the text lies inside the viewport
+    # (and the name inside its title bar, not cut by the ellipsis)
+    assert layout["texts"] >= 5 * len(REGIONS), layout["texts"]
+    assert not layout["offscreen"], \
+        f"text outside the viewport (what, left, right, limit): {layout['offscreen']}"
+    # long code lines scroll inside their column; the page itself never scrolls sideways
+    assert not layout["codeOverflow"], f"code boxes wider than their column: {layout['codeOverflow']}"
+    assert layout["scrollWidth"] <= width + 1, f"the page scrolls sideways: {layout['scrollWidth']} > {width}"
+
+
+def _assert_column_has_ink(shot: Path, width: int, cols: list[list[float]]) -> None:
+    from matplotlib.image import imread
+
+    pixels = np.asarray(imread(shot))[..., :3]
+    assert pixels.shape[1] == width, pixels.shape
+    for left, top, col_width, height in cols:
+        # CSS px = screenshot px at device scale 1
+        top, left = int(top), int(left)
+        if top + 60 > pixels.shape[0]:
+            continue  # below the screenshot (stacked columns run past its 2000 px)
+        area = pixels[top + 40:min(top + int(height), pixels.shape[0]), left + 5:left + int(col_width) - 5]
+        assert area.size and float(np.mean(area < 0.5)) > 0.005, f"column at x={left}, y={top} looks empty"
 
 
 @pytest.mark.parametrize("width", [1600, 1024])
@@ -258,8 +311,7 @@ def test_page_renders_four_columns_in_chromium(tmp_path: Path, width: int) -> No
     binary = _chromium()
     page = build_site(tmp_path / "site", RECORDS)
     layout, shot = _render(binary, page, tmp_path, width)
-    assert layout["width"] == width, layout["width"]
-    assert set(layout["sections"]) == set(REGIONS)
+    _assert_readable(layout, width)
     for name, cols in layout["sections"].items():
         assert len(cols) == 4, (name, cols)
         lefts = [c[0] for c in cols]
@@ -270,18 +322,33 @@ def test_page_renders_four_columns_in_chromium(tmp_path: Path, width: int) -> No
         assert cols[-1][0] + cols[-1][2] <= width, f"{name}: the last column runs off the page: {cols}"
     # every row of every section at the same height in all four columns, within 1 px
     assert not layout["misaligned"], f"rows not aligned (section, row, tops): {layout['misaligned']}"
-    # every code row exactly one line high: no code line wraps
-    assert layout["lineHeight"] > 0 and layout["rows"] > 1000, layout["rows"]
-    assert not layout["wrapped"], f"wrapped code lines (section, line, height): {layout['wrapped']}"
+    _assert_column_has_ink(shot, width, layout["sections"]["loss"])
 
-    if os.environ.get("ROSETTA_SITE_SCREENSHOT"):
-        shutil.copy(shot, f"{os.environ['ROSETTA_SITE_SCREENSHOT']}-{width}.png")
-    from matplotlib.image import imread
 
-    pixels = np.asarray(imread(shot))[..., :3]
-    assert pixels.shape[1] == width, pixels.shape
-    for left, top, col_width, height in layout["sections"]["loss"]:
-        # CSS px = screenshot px at device scale 1
-        top, left = int(top), int(left)
-        area = pixels[top + 40:min(top + int(height), pixels.shape[0]), left + 5:left + int(col_width) - 5]
-        assert area.size and float(np.mean(area < 0.5)) > 0.005, f"column at x={left} looks empty"
+PHONE = 390  # CSS px of a common phone (iPhone 12 to 15); rendered framed, see PHONE_FRAME
+# A parity table as wide as ``rosetta parity``'s (one column per quantity), far wider than a phone:
+# it must scroll inside its own box, not make the page scroll sideways.
+WIDE_RECORDS = [{**RECORDS[0], "model": model, "framework": framework, "quantity": quantity}
+                for model in ("mlp", "cnn") for framework in ("torch", "tf", "chainer")
+                for quantity in ("activation", "logits", "loss", "grad", "grad_input", "optimizer",
+                                 "trajectory", "batchnorm")]
+
+
+def test_page_stacks_on_a_phone_in_chromium(tmp_path: Path) -> None:
+    binary = _chromium()
+    page = build_site(tmp_path / "site", RECORDS + WIDE_RECORDS)
+    layout, shot = _render(binary, page, tmp_path, PHONE, framed=True)
+    _assert_readable(layout, PHONE)
+    for name, cols in layout["sections"].items():
+        assert len(cols) == 4, (name, cols)
+        for i, (left, top, col_width, height) in enumerate(cols):
+            # one column across the page: at the body's left margin, nearly the viewport wide
+            assert 0 <= left <= 20 and col_width >= PHONE - 2 * 20, \
+                f"{name}: column {i} not full width: {cols}"
+            assert height > 50, f"{name}: column {i} too small to read: {cols}"
+            if i:
+                above = cols[i - 1]
+                assert top >= above[1] + above[3], f"{name}: column {i} not below column {i - 1}: {cols}"
+    # a phone screen holds code: many boxes have lines longer than 390 px, and they scroll inside
+    assert layout["scrolling"] > len(REGIONS), layout["scrolling"]
+    _assert_column_has_ink(shot, PHONE, layout["sections"]["activations"])

@@ -253,8 +253,8 @@ def parity_table_html(records: Sequence[Mapping[str, object]]) -> str:
     n_failed = sum(1 for r in records if not r["passed"])
     return (f'<p>{len(records)} tensors compared, {n_failed} out of tolerance. Each cell: the largest '
             f'relative error max|a - ref| / max|ref| of that kind (hover for the tensor).</p>'
-            f'<table class="parity"><thead><tr><th>model</th><th>framework</th><th>dtype</th>{head}'
-            f'</tr></thead><tbody>{"".join(body)}</tbody></table>')
+            f'<div class="scroll-x"><table class="parity"><thead><tr><th>model</th><th>framework</th>'
+            f'<th>dtype</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,6 +380,9 @@ def _href(target: Path, out_dir: Path) -> str:
 LINE_PX = 16  # one code row; the layout probe checks every row is exactly this high
 
 PAGE_CSS = f"""
+/* mobile browsers inflate text they guess is too small (iOS in landscape): the code rows would grow
+   past LINE_PX and the layout probe's numbers would not be what a phone shows */
+html {{ -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }}
 body {{ font-family: system-ui, sans-serif; margin: 0 16px 32px; color: #1d1d1f; background: #fff; }}
 h1 {{ font-size: 22px; margin: 16px 0 4px; }}
 h2 {{ font-size: 17px; margin: 28px 0 6px; border-bottom: 1px solid #ccc; padding-bottom: 3px; }}
@@ -401,29 +404,74 @@ nav a {{ margin-right: 10px; font-size: 13px; display: inline-block; }}
                     text-align: right; color: #999; user-select: none; }}
 .impl .ln.pad {{ background: repeating-linear-gradient(135deg, #fafafa 0 6px, #f1f1f1 6px 7px); }}
 .impl .ln a {{ color: inherit; text-decoration: underline dotted; }}
+/* one column per quantity makes the table wider than a phone: it scrolls in its own box, the page
+   does not, and a cell never breaks inside its number */
+div.scroll-x {{ overflow-x: auto; }}
 table.parity {{ border-collapse: collapse; font-size: 12px; }}
-table.parity td, table.parity th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
+table.parity td, table.parity th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right;
+                                    white-space: nowrap; }}
 td.ok {{ background: #e6f4e6; }} td.fail {{ background: #f8d7d7; font-weight: bold; }}
 @media (max-width: 1100px) {{ body {{ margin: 0 8px 24px; }} .columns {{ gap: 6px; }}
   .impl .code {{ font-size: 11px; }} .impl .ln::before {{ width: 2.6em; padding-right: 5px; }} }}
-@media (max-width: 760px) {{ .columns {{ grid-template-columns: minmax(0, 1fr); }}
-  .impl .ln.pad {{ display: none; }} }}
+/* a phone: one column under the other, so rows cannot align and the blank rows only cost height;
+   the code goes back to 12px (11px monospace is too small to read there, and long lines scroll
+   sideways anyway), and the nav links become tap targets (about 28px high, apart) instead of a
+   block of 13px underlined text where a thumb hits the line above */
+@media (max-width: 760px) {{ .columns {{ grid-template-columns: minmax(0, 1fr); gap: 8px; }}
+  .impl .ln.pad {{ display: none; }} .impl .code {{ font-size: 12px; }}
+  nav {{ display: flex; flex-wrap: wrap; gap: 6px; }}
+  nav a {{ margin: 0; font-size: 14px; padding: 5px 8px; background: #e8eef6; border-radius: 4px;
+          text-decoration: none; }} }}
 """
 
 # Measures the layout once loaded and writes it into <body data-layout>, so a headless browser's
 # --dump-dom hands the test the numbers: per section the four columns' boxes, the rows whose tops
-# differ across columns, and every code row that is not exactly one line high (a wrapped line).
+# differ across columns, every code row that is not exactly one line high (a wrapped line), the
+# document's scroll width (a horizontal page scroll), the text of headings, column titles and nav
+# links that lies outside the viewport, and how many code boxes scroll sideways. Inside an iframe
+# it also posts the report to the parent: headless Chromium will not lay a window out narrower
+# than 500 px, so the test renders phone widths in an iframe of that width and reads it there.
 LAYOUT_PROBE = """<script>
 window.addEventListener('load', () => {
   const round = v => Math.round(v * 10) / 10;
+  const vw = document.documentElement.clientWidth;
   const report = {width: window.innerWidth, lineHeight: 0, sections: {}, misaligned: [], wrapped: [],
-                  rows: 0};
+                  rows: 0, scrollWidth: document.documentElement.scrollWidth, offscreen: [], texts: 0,
+                  scrolling: 0, codeOverflow: []};
+  // the extent of an element's text itself (a Range), not of its box: clipped or overflowing
+  // text (ellipsis, a long word) shows up here and not in the box's rectangle
+  const textBox = node => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    return range.getBoundingClientRect();
+  };
+  const visible = (what, node, clip) => {
+    const r = textBox(node);
+    const right = Math.min(vw, clip ? clip.right : vw), left = Math.max(0, clip ? clip.left : 0);
+    report.texts += 1;
+    if (r.width === 0 || r.left < left - 0.5 || r.right > right + 0.5) {
+      report.offscreen.push([what, round(r.left), round(r.right), round(right)]);
+    }
+  };
+  for (const h of document.querySelectorAll('h1, h2, nav a')) visible(h.textContent.slice(0, 40), h);
   for (const section of document.querySelectorAll('section.concept')) {
     const impls = [...section.querySelectorAll('.impl')];
     report.sections[section.id] = impls.map(e => {
       const r = e.getBoundingClientRect();
       return [round(r.left), round(r.top + window.scrollY), round(r.width), round(r.height)];
     });
+    for (const e of impls) {
+      // the framework name (the title's first text node) must show whole inside the title bar
+      const h3 = e.querySelector('h3'), cs = getComputedStyle(h3), box = h3.getBoundingClientRect();
+      const inner = {left: box.left + parseFloat(cs.paddingLeft),
+                     right: box.right - parseFloat(cs.paddingRight)};
+      visible(section.id + ' ' + e.dataset.framework, h3.firstChild, inner);
+      const scroller = e.querySelector('.highlight');
+      if (scroller.scrollWidth > scroller.clientWidth + 1) report.scrolling += 1;
+      if (scroller.getBoundingClientRect().right > e.getBoundingClientRect().right + 0.5) {
+        report.codeOverflow.push([section.id, e.dataset.framework]);
+      }
+    }
     const cols = impls.map(e => [...e.querySelectorAll('.ln')]);
     const n = Math.max(...cols.map(c => c.length));
     for (let i = 0; i < n; i++) {
@@ -435,7 +483,9 @@ window.addEventListener('load', () => {
     }
     for (const c of cols) {
       for (const ln of c) {
-        const lh = parseFloat(getComputedStyle(ln).lineHeight);
+        const style = getComputedStyle(ln);
+        if (style.display === 'none') continue;  // blank rows are hidden once columns stack
+        const lh = parseFloat(style.lineHeight);
         report.lineHeight = lh;
         report.rows += 1;
         const h = ln.getBoundingClientRect().height;
@@ -445,7 +495,9 @@ window.addEventListener('load', () => {
   }
   report.misaligned = report.misaligned.slice(0, 20);
   report.wrapped = report.wrapped.slice(0, 20);
+  report.offscreen = report.offscreen.slice(0, 20);
   document.body.dataset.layout = JSON.stringify(report);
+  if (window.parent !== window) window.parent.postMessage(report, '*');
 });
 </script>"""
 
