@@ -17,6 +17,7 @@ from chainer import optimizers  # noqa: E402
 # [rosetta:opt-sgd]
 class SGD(optimizers.SGD):
     def __init__(self, lr: float = 0.01) -> None:
+        # [step:update]
         # W <- W - lr * g
         super().__init__(lr=lr)
 # [/rosetta:opt-sgd]
@@ -25,7 +26,10 @@ class SGD(optimizers.SGD):
 # [rosetta:opt-momentum]
 class Momentum(optimizers.MomentumSGD):
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        # v <- momentum * v - lr * g; W <- W + v   (v starts at 0: the course's form)
+        # [step:v]
+        # v <- momentum * v - lr * g   (v starts at 0: the course's form)
+        # [step:update]
+        # W <- W + v
         super().__init__(lr=lr, momentum=momentum)
 # [/rosetta:opt-momentum]
 
@@ -33,7 +37,10 @@ class Momentum(optimizers.MomentumSGD):
 # [rosetta:opt-adagrad]
 class AdaGrad(optimizers.AdaGrad):
     def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
-        # h <- h + g * g; W <- W - lr * g / (sqrt(h) + eps)   (h starts at 0)
+        # [step:h]
+        # h <- h + g * g   (h starts at 0)
+        # [step:update]
+        # W <- W - lr * g / (sqrt(h) + eps)
         # NOTE(framework:adagrad): Chainer's defaults are lr=0.001, eps=1e-8.
         super().__init__(lr=lr, eps=eps)
 # [/rosetta:opt-adagrad]
@@ -42,7 +49,10 @@ class AdaGrad(optimizers.AdaGrad):
 # [rosetta:opt-rmsprop]
 class RMSProp(optimizers.RMSprop):
     def __init__(self, lr: float = 0.01, rho: float = 0.99, eps: float = 1e-7) -> None:
-        # h <- rho * h + (1 - rho) * g * g; W <- W - lr * g / (sqrt(h) + eps)   (h starts at 0)
+        # [step:h]
+        # h <- rho * h + (1 - rho) * g * g   (h starts at 0)
+        # [step:update]
+        # W <- W - lr * g / (sqrt(h) + eps)
         # NOTE(framework:rmsprop): Chainer calls rho "alpha"; its eps default is 1e-8; eps_inside_sqrt
         # must stay False (True computes sqrt(h + eps)).
         super().__init__(lr=lr, alpha=rho, eps=eps, eps_inside_sqrt=False)
@@ -54,8 +64,15 @@ class Adam(optimizers.Adam):
     def __init__(
         self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7,
     ) -> None:
+        # [step:init]
+        # t <- 0; m, v <- 0, 0   (Chainer's AdamRule makes m and v at its first update)
+        # [step:t]
         # t <- t + 1; lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
-        # m <- m + (1 - beta1) * (g - m); v <- v + (1 - beta2) * (g * g - v)
+        # [step:m]
+        # m <- m + (1 - beta1) * (g - m)
+        # [step:v]
+        # v <- v + (1 - beta2) * (g * g - v)
+        # [step:update]
         # W <- W - lr_t * m / (sqrt(v) + eps)   (the course's form: eps before bias correction)
         # NOTE(framework:adam): Chainer calls lr "alpha" (alpha_t is lr_t); its eps default is 1e-8;
         # eta=1, weight_decay_rate=0 (AdamW), amsgrad/adabound off keep the plain update.

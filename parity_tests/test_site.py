@@ -34,6 +34,7 @@ from rosetta.site import (
     porting_anchors,
     quick_parity,
     scan_package,
+    split_steps,
 )
 
 # The course's building blocks: each must be a section of the page (a block dropped from REGIONS
@@ -125,6 +126,17 @@ def test_steps_in_a_different_order_fail() -> None:
     regions["chainer"] = _region("chainer", "# [step:b]\ny = 2\n# [step:a]\nx = 1")
     with pytest.raises(RegionError, match="region 'demo': chainer has step 'a'"):
         align_rows("demo", regions)
+
+
+def test_every_optimizer_marks_the_same_steps() -> None:
+    # Each optimizer region (every ``opt-*`` of REGIONS, so a new one is covered) marks its steps
+    # with ``# [step:KEY]`` in every package, the same keys in the same order: the rows align.
+    optimizers = [name for name in REGIONS if name.startswith("opt-")]
+    assert {"opt-sgd", "opt-momentum", "opt-adagrad", "opt-rmsprop", "opt-adam"} <= set(optimizers)
+    for name, by_framework in collect_regions(names=optimizers).items():
+        keys = {fw: [key for key, _ in split_steps(region) if key] for fw, region in by_framework.items()}
+        assert keys["numpy"], f"{name}: the reference marks no '# [step:KEY]' lines"
+        assert all(k == keys["numpy"] for k in keys.values()), f"{name}: step keys differ: {keys}"
 
 
 def test_every_reference_is_a_link(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ class SGD(Optimizer):
 
     def update(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
         for key in grads:
+            # [step:update]
             # W <- W - lr * g
             params[key] -= self.lr * grads[key]
 # [/rosetta:opt-sgd]
@@ -63,9 +64,11 @@ class Momentum(Optimizer):
         for key in grads:
             if key not in self.v:
                 self.v[key] = np.zeros_like(params[key])  # v starts at 0
+            # [step:v]
             # v <- momentum * v - lr * g
             self.v[key] *= self.momentum
             self.v[key] -= self.lr * grads[key]
+            # [step:update]
             # W <- W + v
             params[key] += self.v[key]
 # [/rosetta:opt-momentum]
@@ -109,8 +112,10 @@ class AdaGrad(Optimizer):
         for key in grads:
             if key not in self.h:
                 self.h[key] = np.zeros_like(params[key])  # h starts at 0
+            # [step:h]
             # h <- h + g * g
             self.h[key] += grads[key] * grads[key]
+            # [step:update]
             # W <- W - lr * g / (sqrt(h) + eps)
             params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + self.eps)
 # [/rosetta:opt-adagrad]
@@ -131,9 +136,11 @@ class RMSProp(Optimizer):
         for key in grads:
             if key not in self.h:
                 self.h[key] = np.zeros_like(params[key])  # h starts at 0
+            # [step:h]
             # h <- rho * h + (1 - rho) * g * g
             self.h[key] *= self.rho
             self.h[key] += (1 - self.rho) * grads[key] * grads[key]
+            # [step:update]
             # W <- W - lr * g / (sqrt(h) + eps)
             params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + self.eps)
 # [/rosetta:opt-rmsprop]
@@ -153,11 +160,13 @@ class Adam(Optimizer):
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
+        # [step:init]
         self.iter = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
 
     def update(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
+        # [step:t]
         # t <- t + 1; lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
         self.iter += 1
         lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
@@ -166,10 +175,13 @@ class Adam(Optimizer):
                 self.m[key] = np.zeros_like(params[key])
                 self.v[key] = np.zeros_like(params[key])
             g = grads[key]
+            # [step:m]
             # m <- m + (1 - beta1) * (g - m)
             self.m[key] += (1 - self.beta1) * (g - self.m[key])
+            # [step:v]
             # v <- v + (1 - beta2) * (g * g - v)
             self.v[key] += (1 - self.beta2) * (g * g - self.v[key])
+            # [step:update]
             # W <- W - lr_t * m / (sqrt(v) + eps)
             params[key] -= float(lr_t) * self.m[key] / (np.sqrt(self.v[key]) + self.eps)
 # [/rosetta:opt-adam]

@@ -55,6 +55,7 @@ class SGD(Optimizer):
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
         for w, g in zip(self.variables, grads, strict=True):
+            # [step:update]
             # W <- W - lr * g
             w.assign_sub(tf.cast(self.lr_var, w.dtype) * g)
 # [/rosetta:opt-sgd]
@@ -70,8 +71,10 @@ class Momentum(Optimizer):
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
         for w, v, g in zip(self.variables, self.v, grads, strict=True):
+            # [step:v]
             # v <- momentum * v - lr * g
             v.assign(tf.constant(self.momentum, w.dtype) * v - tf.cast(self.lr_var, w.dtype) * g)
+            # [step:update]
             # W <- W + v
             w.assign_add(v)
 # [/rosetta:opt-momentum]
@@ -87,8 +90,10 @@ class AdaGrad(Optimizer):
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
         for w, h, g in zip(self.variables, self.h, grads, strict=True):
+            # [step:h]
             # h <- h + g * g
             h.assign_add(g * g)
+            # [step:update]
             # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework:adagrad): Keras: sqrt(h + eps)
             w.assign_sub(tf.cast(self.lr_var, w.dtype) * g / (tf.sqrt(h) + tf.constant(self.eps, w.dtype)))
 # [/rosetta:opt-adagrad]
@@ -104,8 +109,10 @@ class RMSProp(Optimizer):
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
         for w, h, g in zip(self.variables, self.h, grads, strict=True):
+            # [step:h]
             # h <- rho * h + (1 - rho) * g * g
             h.assign(tf.constant(self.rho, w.dtype) * h + tf.constant(1 - self.rho, w.dtype) * g * g)
+            # [step:update]
             # W <- W - lr * g / (sqrt(h) + eps)   NOTE(framework:rmsprop): Keras: sqrt(h + eps)
             w.assign_sub(tf.cast(self.lr_var, w.dtype) * g / (tf.sqrt(h) + tf.constant(self.eps, w.dtype)))
 # [/rosetta:opt-rmsprop]
@@ -119,11 +126,13 @@ class Adam(Optimizer):
                  beta2: float = 0.999, eps: float = 1e-7) -> None:
         super().__init__(variables, lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        # [step:init]
         self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.m = _zeros_like(self.variables)
         self.v = _zeros_like(self.variables)
 
     def update(self, grads: Sequence[tf.Tensor]) -> None:
+        # [step:t]
         # t <- t + 1
         t = tf.cast(self.t.assign_add(1), tf.float64)
         # lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); a scalar, computed in float64 like the
@@ -131,10 +140,13 @@ class Adam(Optimizer):
         lr_t = self.lr_var * tf.sqrt(1.0 - tf.pow(tf.constant(self.beta2, tf.float64), t)) \
             / (1.0 - tf.pow(tf.constant(self.beta1, tf.float64), t))
         for w, m, v, g in zip(self.variables, self.m, self.v, grads, strict=True):
+            # [step:m]
             # m <- m + (1 - beta1) * (g - m)
             m.assign_add(tf.constant(1 - self.beta1, w.dtype) * (g - m))
+            # [step:v]
             # v <- v + (1 - beta2) * (g * g - v)
             v.assign_add(tf.constant(1 - self.beta2, w.dtype) * (g * g - v))
+            # [step:update]
             # W <- W - lr_t * m / (sqrt(v) + eps)
             w.assign_sub(tf.cast(lr_t, w.dtype) * m / (tf.sqrt(v) + tf.constant(self.eps, w.dtype)))
 # [/rosetta:opt-adam]

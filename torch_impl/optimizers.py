@@ -16,6 +16,7 @@ from torch import nn
 # [rosetta:opt-sgd]
 class SGD(torch.optim.SGD):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01) -> None:
+        # [step:update]
         # W <- W - lr * g
         # NOTE(framework:sgd-lr): torch.optim.SGD's lr defaults to 1e-3; the course's is 0.01.
         super().__init__(params, lr=lr)
@@ -25,9 +26,12 @@ class SGD(torch.optim.SGD):
 # [rosetta:opt-momentum]
 class Momentum(torch.optim.SGD):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, momentum: float = 0.9) -> None:
-        # NOTE(framework:momentum-form): torch keeps b <- momentum * b + g; W <- W - lr * b. With a constant
-        # lr
-        # that is the reference's v <- momentum * v - lr * g; W <- W + v with v = -lr * b.
+        # [step:v]
+        # v <- momentum * v - lr * g   (torch's buffer b, with v = -lr * b: see the NOTE)
+        # [step:update]
+        # W <- W + v
+        # NOTE(framework:momentum-form): torch keeps b <- momentum * b + g; W <- W - lr * b. With a
+        # constant lr that is the reference's v <- momentum * v - lr * g; W <- W + v with v = -lr * b.
         super().__init__(params, lr=lr, momentum=momentum, dampening=0.0, nesterov=False)
 # [/rosetta:opt-momentum]
 
@@ -35,7 +39,10 @@ class Momentum(torch.optim.SGD):
 # [rosetta:opt-adagrad]
 class AdaGrad(torch.optim.Adagrad):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, eps: float = 1e-7) -> None:
-        # h <- h + g * g; W <- W - lr * g / (sqrt(h) + eps)
+        # [step:h]
+        # h <- h + g * g   (h starts at 0)
+        # [step:update]
+        # W <- W - lr * g / (sqrt(h) + eps)
         # NOTE(framework:adagrad): torch's defaults are eps=1e-10; initial_accumulator_value and lr_decay
         # are pinned to the reference's h0 = 0 and constant lr.
         super().__init__(params, lr=lr, eps=eps, initial_accumulator_value=0.0, lr_decay=0.0)
@@ -46,7 +53,10 @@ class AdaGrad(torch.optim.Adagrad):
 class RMSProp(torch.optim.RMSprop):
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, rho: float = 0.99,
                  eps: float = 1e-7) -> None:
-        # h <- rho * h + (1 - rho) * g * g; W <- W - lr * g / (sqrt(h) + eps)
+        # [step:h]
+        # h <- rho * h + (1 - rho) * g * g   (h starts at 0)
+        # [step:update]
+        # W <- W - lr * g / (sqrt(h) + eps)
         # NOTE(framework:rmsprop): torch calls rho ``alpha``; its default eps is 1e-8.
         super().__init__(params, lr=lr, alpha=rho, eps=eps, momentum=0.0, centered=False)
 # [/rosetta:opt-rmsprop]
@@ -76,21 +86,26 @@ class Adam(torch.optim.Optimizer):
                 if w.grad is None:
                     continue
                 g = w.grad
+                # [step:init]
                 state = self.state[w]
                 if not state:
                     state["t"] = 0
                     state["m"] = torch.zeros_like(w)
                     state["v"] = torch.zeros_like(w)
                 m, v = state["m"], state["v"]
+                # [step:t]
                 # t <- t + 1
                 state["t"] += 1
                 t = state["t"]
                 # lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)   (a Python float, exact in float64)
                 lr_t = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+                # [step:m]
                 # m <- m + (1 - beta1) * (g - m)
                 m.add_(g - m, alpha=1.0 - beta1)
+                # [step:v]
                 # v <- v + (1 - beta2) * (g * g - v)
                 v.add_(g * g - v, alpha=1.0 - beta2)
+                # [step:update]
                 # W <- W - lr_t * m / (sqrt(v) + eps)
                 w.addcdiv_(m, v.sqrt().add_(eps), value=-lr_t)
         return loss
