@@ -132,16 +132,16 @@ def test_framework_rows_are_complete(framework: str) -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "optional-dependencies"]
     assert entry.extra is None or entry.extra in extras
-    assert registry.resolve(framework) == framework
-    assert all(registry.resolve(alias) == framework for alias in entry.aliases)
+    assert registry.resolve_framework(framework) == framework
+    assert all(registry.resolve_framework(alias) == framework for alias in entry.aliases)
     assert registry.NATIVE_FORMATS[entry.native_format] is entry
 
 
 def test_aliases_resolve_and_unknown_names_list_the_choices() -> None:
-    assert registry.resolve("keras") == registry.resolve("tensorflow") == "tf"
+    assert registry.resolve_framework("keras") == registry.resolve_framework("tensorflow") == "tf"
     assert registry.resolve_format("tf") == "keras"
     with pytest.raises(ValueError, match="unknown framework 'jax'; choose one of: numpy, torch, tf, chainer"):
-        registry.resolve("jax")
+        registry.resolve_framework("jax")
 
 
 CHECKLISTS = {

@@ -110,9 +110,6 @@ def resolve_framework(name: str) -> str:
     return _ALIASES[key]
 
 
-resolve = resolve_framework  # the older name, kept for callers outside the CLI
-
-
 def framework(name: str) -> Framework:
     """The table row of ``name`` (an alias works too)."""
     return FRAMEWORKS[resolve_framework(name)]
@@ -215,5 +212,5 @@ def adapter_class(name: str) -> type:
 __all__ = ["FRAMEWORKS", "FRAMEWORK_NAMES", "MODELS", "MODEL_NAMES", "NATIVE_FORMATS", "PORTS", "REFERENCE",
            "SURFACE_FUNCTIONS", "Framework", "FrameworkNotInstalled", "adapter_class", "describe_aliases",
            "describe_formats",
-           "describe_names", "format_name", "framework", "is_installed", "model_class", "package", "resolve",
+           "describe_names", "format_name", "framework", "is_installed", "model_class", "package",
            "resolve_format", "resolve_framework"]

@@ -239,9 +239,9 @@ def model_input(data: Mapping[str, np.ndarray], config: ModelConfig, dtype: str,
     return np.ascontiguousarray(data[key].reshape(len(data[key]), *input_shape(config)), dtype=dtype)
 
 
-def eval_input(data: Mapping[str, np.ndarray], scenario: Scenario) -> np.ndarray:
-    """The first ``scenario.eval_images`` eval images, as ``scenario``'s model takes them."""
-    return model_input(data, scenario.config(), scenario.dtype, "x_test")[:scenario.eval_images]
+def eval_input(data: Mapping[str, np.ndarray], config: ModelConfig, dtype: str, n: int) -> np.ndarray:
+    """The first ``n`` eval images, as ``config``'s model takes them in ``dtype``."""
+    return model_input({"x_test": data["x_test"][:n]}, config, dtype, "x_test")
 
 
 @functools.lru_cache(maxsize=16)
@@ -303,7 +303,7 @@ def reference_run(config: ModelConfig, dtype: str, lr: float, data_key: str, bat
             ref.set_dropout_masks({n: m[rows] for n, m in masks.items()})
         ref.train_step(x[start:start + batch], t[start:start + batch])
         history.append(ref.params())
-    return history, ref.predict(model_input(data, config, dtype, "x_test")[:eval_images])
+    return history, ref.predict(eval_input(data, config, dtype, eval_images))
 
 
 _DATA: dict[str, dict[str, np.ndarray]] = {}

@@ -131,7 +131,7 @@ def run_scenario(scenario: Scenario, comm: object, data: dict[str, np.ndarray], 
     spread = replica_spread(model, comm)
     if rank == 0:
         port = make_adapter("chainer", config, history[-1], dtype)
-        predictions = port.predict(eval_input(data, scenario))
+        predictions = port.predict(eval_input(data, config, dtype, scenario.eval_images))
         _save(folder, "chainer", scenario, history, predictions, spread)
 
 

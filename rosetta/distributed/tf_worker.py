@@ -215,7 +215,7 @@ def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dic
                                                    layer.values_per_feature).astype(dtype)
         history.append(params)
     port = make_adapter("tf", config, history[-1], dtype)
-    predictions = port.predict(eval_input(data, scenario))
+    predictions = port.predict(eval_input(data, config, dtype, scenario.eval_images))
     _save(folder, "tf", scenario, history, predictions, _spread(strategy, trainable))
 
 

@@ -171,7 +171,7 @@ def run_scenario(scenario: Scenario, rank: int, data: dict[str, np.ndarray], fol
     spread = replica_spread(module)
     if rank == 0:
         port = make_adapter("torch", config, history[-1], dtype)
-        predictions = port.predict(eval_input(data, scenario))
+        predictions = port.predict(eval_input(data, config, dtype, scenario.eval_images))
         _save(folder, "torch", scenario, history, predictions, spread)
 
 
