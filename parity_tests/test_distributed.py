@@ -192,6 +192,39 @@ def test_a_failing_worker_reports_its_log(tmp_path: Path) -> None:
         dp.kill_processes(procs)
 
 
+FAILING_RANK = """
+import sys, time
+from pathlib import Path
+import rosetta.distributed.torch_worker as w
+
+def worker(rank, folder):
+    if rank == 1:
+        raise RuntimeError("rank 1 cannot rendezvous")
+    time.sleep(600)  # rank 0 waiting in a collective for the rank that failed
+
+w.worker = worker
+w.launch(Path(sys.argv[1]))
+"""
+
+
+def test_a_failing_forked_torch_rank_ends_the_worker(tmp_path: Path) -> None:
+    """torch's ranks 1.. are forked by rank 0: one that fails ends the worker at once (rank 0
+    does not wait out the gloo timeout), the log names the rank, and no process is left."""
+    require_framework("torch")
+    procs = dp.start_processes([[sys.executable, "-c", FAILING_RANK, str(tmp_path)]], tmp_path, "torch")
+    start = time.monotonic()
+    try:
+        with pytest.raises(dp.DistributedError, match=r"(?s)torch worker 0 exited with status 1:.*"
+                           r"rank 1: RuntimeError: rank 1 cannot rendezvous.*torch rank 1 failed"):
+            dp.wait_processes({"torch": procs}, tmp_path, time.monotonic() + 60)
+    finally:
+        dp.kill_processes(procs)
+    assert time.monotonic() - start < 30
+    pids = [int(p) for p in (tmp_path / "torch-pids").read_text().split()]
+    assert len(pids) == dp.WORLD_SIZE and not [p for p in pids if _alive(p)]
+    assert not _group_alive(procs[0].pid)
+
+
 def test_running_var_conversion() -> None:
     """Keras's biased EMA -> the contract's unbiased EMA, against the recursion itself."""
     rng = np.random.default_rng(0)

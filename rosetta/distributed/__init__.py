@@ -4,7 +4,8 @@ one-process NumPy reference.
 The reference trains on global batches of ``GLOBAL_BATCH``; each of the ``WORLD_SIZE`` workers
 takes its consecutive share of every global batch (worker r: rows ``r * n`` to ``(r + 1) * n``,
 ``n = GLOBAL_BATCH / WORLD_SIZE``). The engines are the frameworks' own:
-``torch.nn.parallel.DistributedDataParallel`` over gloo in ``WORLD_SIZE`` processes,
+``torch.nn.parallel.DistributedDataParallel`` over gloo in ``WORLD_SIZE`` processes (one started,
+the other ranks forked from it after its imports),
 ``tf.distribute.MirroredStrategy`` over ``WORLD_SIZE`` logical CPU devices in one process, and
 ChainerMN's multi-node optimizer in ``WORLD_SIZE`` MPI ranks under ``mpirun``. This module starts
 every worker in its own process group, bounds it by a timeout and always kills the group.
@@ -16,7 +17,7 @@ Scenarios: every model of the suite (driven by its config: BatchNorm where the c
 (must match) and per replica (measured); and the pitfalls of the porting guide's
 "Data-parallel training" group, each as a deliberately wrong run whose distance is measured.
 
-Workers: ``python -m rosetta.distributed torch RANK FOLDER``, ``... tf FOLDER`` and
+Workers: ``python -m rosetta.distributed torch FOLDER``, ``... tf FOLDER`` and
 ``mpirun -n 2 ... chainer FOLDER``; ``FOLDER`` holds the plan (JSON) and the data (npz) written
 by :func:`run_workers` and receives one ``.npz`` of results per scenario. Nothing is pickled.
 """
@@ -341,8 +342,6 @@ def chainermn_missing() -> str | None:
 
 def worker_commands(framework: str, folder: Path) -> list[list[str]]:
     exe = [sys.executable, "-m", "rosetta.distributed", framework]
-    if framework == "torch":
-        return [[*exe, str(rank), str(folder)] for rank in range(WORLD_SIZE)]
     if framework == "chainer":
         mpirun = [shutil.which("mpirun") or "mpirun", "-n", str(WORLD_SIZE), "--oversubscribe"]
         if os.geteuid() == 0:
@@ -463,7 +462,10 @@ def run_workers(plans: Mapping[str, Sequence[Scenario]], data: Mapping[str, np.n
                 print(f"--- {log.name}\n{log.read_text(errors='replace')}", file=sys.stderr)
         for framework, plan in plans.items():
             runs[framework] = read_results(folder, framework, plan)
-            runs[framework].pids = [p.pid for p in groups[framework]]
+            # the processes started here, and any a worker forked (torch's ranks 1..)
+            forked = folder / f"{framework}-pids"
+            runs[framework].pids = sorted({p.pid for p in groups[framework]} | (
+                {int(pid) for pid in forked.read_text().split()} if forked.exists() else set()))
             runs[framework].seconds = time.perf_counter() - start
     return runs
 

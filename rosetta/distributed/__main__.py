@@ -1,5 +1,5 @@
-"""``python -m rosetta.distributed torch RANK FOLDER | tf FOLDER | chainer FOLDER``: one
-data-parallel worker (started by rosetta.distributed.run_workers; chainer under mpirun). The
+"""``python -m rosetta.distributed torch FOLDER | tf FOLDER | chainer FOLDER``: the
+data-parallel workers of one framework (started by rosetta.distributed.run_workers; chainer under mpirun). The
 package never imports its workers: each imports only its own framework."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 3 and args[0] == "torch":
-        from rosetta.distributed.torch_worker import worker
+    if len(args) == 2 and args[0] == "torch":
+        from rosetta.distributed.torch_worker import launch
 
-        worker(int(args[1]), Path(args[2]))
+        launch(Path(args[1]))  # every rank: this process and its forks
         return 0
     if len(args) == 2 and args[0] == "tf":
         from rosetta.distributed.tf_worker import worker as tf_worker
@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         chainer_worker(Path(args[1]))
         return 0
-    print("usage: python -m rosetta.distributed torch RANK FOLDER | tf FOLDER | chainer FOLDER "
+    print("usage: python -m rosetta.distributed torch FOLDER | tf FOLDER | chainer FOLDER "
           "(chainer under mpirun)", file=sys.stderr)
     return 2
 

@@ -187,7 +187,9 @@ def run_scenario(strategy: tf.distribute.Strategy, scenario: Scenario, data: dic
             loss = loss_fn(model, model(x, training=True), t) * tf.constant(scale, dtype)
         return tape.gradient(loss, trainable)
 
-    @tf.function
+    # autograph=False, as in the port's train_step: no tensor-dependent Python control flow, and
+    # the trace is faster without the conversion.
+    @tf.function(autograph=False)
     def step(x: object, t: object) -> None:
         per_replica = strategy.run(replica_step, args=(x, t))
         # The strategy's reduction (SUM over replicas), then the port's update equations in

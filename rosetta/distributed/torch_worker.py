@@ -1,7 +1,7 @@
 """One torch DDP worker: rank ``RANK`` of ``WORLD_SIZE`` processes over gloo, CPU.
 
-Started by :func:`rosetta.distributed.run_workers` (``python -m rosetta.distributed torch RANK
-FOLDER``). Each scenario builds the torch port's model (``make_adapter("torch", ...)``), wraps it
+Started by :func:`rosetta.distributed.run_workers` (``python -m rosetta.distributed torch FOLDER``):
+the process imports torch once and forks the other ranks (:func:`launch`). Each scenario builds the torch port's model (``make_adapter("torch", ...)``), wraps it
 in ``DistributedDataParallel`` and trains it with the port's loss and optimizer on this rank's
 rows of every global batch; rank 0 writes the canonical parameters after every step.
 """
@@ -10,12 +10,15 @@ rows of every global batch; rank 0 writes the canonical parameters after every s
 # annotations as objects (dist.GradBucket), not strings.
 import copy
 import os
+import signal
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401 - DDP's constructor imports it (1.5 s); here, before the fork
 import torch.distributed as dist
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -188,6 +191,57 @@ def worker(rank: int, folder: Path) -> None:
         for scenario in plan:
             start = time.perf_counter()
             run_scenario(scenario, rank, data, folder, device)
-            print(f"{scenario.label} {scenario.dtype}: {time.perf_counter() - start:.2f} s", flush=True)
+            print(f"rank {rank}: {scenario.label} {scenario.dtype}: {time.perf_counter() - start:.2f} s",
+                  flush=True)
     finally:
         dist.destroy_process_group()
+
+
+def launch(folder: Path) -> None:
+    """Rank 0 in this process, ranks 1.. forked from it after the imports: one torch import for
+    all ranks instead of one per process (2.5 s of CPU each here, with the 2 cores shared by every
+    worker). The fork comes before torch has run an op, so no thread pool or process group is
+    inherited; each rank opens its own gloo process group. The forked ranks stay in this
+    process's group, which run_workers kills as a whole; their pids go to ``torch-pids`` so that
+    the caller can check that every rank is gone. A rank that fails ends this process at once
+    (rank 0 would otherwise wait in a collective for the gloo timeout)."""
+    children: list[int] = []
+
+    def child_exited(signum: int, frame: object) -> None:
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done and status != 0:
+                print(f"torch rank {children.index(pid) + 1} failed (exit status {status})",
+                      file=sys.stderr, flush=True)
+                os._exit(1)
+
+    signal.signal(signal.SIGCHLD, child_exited)
+    for rank in range(1, WORLD_SIZE):
+        pid = os.fork()
+        if pid == 0:  # the forked rank: run, then leave without the parent's clean-up
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            code = 1
+            try:
+                worker(rank, folder)
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported; the exit status says it
+                print(f"rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+    (folder / "torch-pids").write_text(" ".join(str(p) for p in [os.getpid(), *children]))
+    try:
+        worker(0, folder)
+    except BaseException:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        raise
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for rank, pid in enumerate(children, start=1):
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # already reaped by child_exited (it exited 0)
+            continue
+        if status != 0:
+            raise RuntimeError(f"torch rank {rank} failed (exit status {status})")
