@@ -1,9 +1,10 @@
 """One torch DDP worker: rank ``RANK`` of ``WORLD_SIZE`` processes over gloo, CPU.
 
-Started by :func:`rosetta.distributed.run_workers` (``python -m rosetta.distributed torch FOLDER``):
-the process imports torch once and forks the other ranks (:func:`launch`). Each scenario builds the torch port's model (``make_adapter("torch", ...)``), wraps it
-in ``DistributedDataParallel`` and trains it with the port's loss and optimizer on this rank's
-rows of every global batch; rank 0 writes the canonical parameters after every step.
+Started by :func:`rosetta.distributed.run_workers` (``python -m rosetta.distributed torch
+FOLDER``): the process imports torch once and forks the other ranks (:func:`launch`). Each
+scenario builds the torch port's model (``make_adapter("torch", ...)``), wraps it in
+``DistributedDataParallel`` and trains it with the port's loss and optimizer on this rank's rows
+of every global batch; rank 0 writes the canonical parameters after every step.
 """
 
 # No ``from __future__ import annotations``: DDP's register_comm_hook checks the hook's
