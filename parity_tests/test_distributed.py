@@ -193,14 +193,18 @@ def test_a_failing_worker_reports_its_log(tmp_path: Path) -> None:
 
 
 FAILING_RANK = """
-import sys, time
+import sys
+from datetime import timedelta
 from pathlib import Path
+import torch.distributed as dist
 import rosetta.distributed.torch_worker as w
 
 def worker(rank, folder):
     if rank == 1:
         raise RuntimeError("rank 1 cannot rendezvous")
-    time.sleep(600)  # rank 0 waiting in a collective for the rank that failed
+    # rank 0 blocks in gloo's rendezvous (C++) for the rank that failed, as in a collective
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=0, world_size=2,
+                            timeout=timedelta(seconds=600))
 
 w.worker = worker
 w.launch(Path(sys.argv[1]))

@@ -13,6 +13,7 @@ import copy
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -204,23 +205,13 @@ def launch(folder: Path) -> None:
     worker). The fork comes before torch has run an op, so no thread pool or process group is
     inherited; each rank opens its own gloo process group. The forked ranks stay in this
     process's group, which run_workers kills as a whole; their pids go to ``torch-pids`` so that
-    the caller can check that every rank is gone. A rank that fails ends this process at once
-    (rank 0 would otherwise wait in a collective for the gloo timeout)."""
+    the caller can check that every rank is gone. A rank that fails ends this process at once: a
+    thread waits for each forked rank and exits on its failure, since rank 0 may be blocked in a
+    gloo collective (in C++, where no Python signal handler runs) until the gloo timeout."""
     children: list[int] = []
-
-    def child_exited(signum: int, frame: object) -> None:
-        for pid in list(children):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done and status != 0:
-                print(f"torch rank {children.index(pid) + 1} failed (exit status {status})",
-                      file=sys.stderr, flush=True)
-                os._exit(1)
-
-    signal.signal(signal.SIGCHLD, child_exited)
     for rank in range(1, WORLD_SIZE):
         pid = os.fork()
         if pid == 0:  # the forked rank: run, then leave without the parent's clean-up
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             code = 1
             try:
                 worker(rank, folder)
@@ -232,17 +223,24 @@ def launch(folder: Path) -> None:
                 os._exit(code)
         children.append(pid)
     (folder / "torch-pids").write_text(" ".join(str(p) for p in [os.getpid(), *children]))
+    stopping = threading.Event()  # rank 0 failed and kills the others: their exits are expected
+
+    def watch(rank: int, pid: int) -> None:
+        status = os.waitpid(pid, 0)[1]
+        if status != 0 and not stopping.is_set():
+            print(f"torch rank {rank} failed (exit status {status})", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    watchers = [threading.Thread(target=watch, args=(rank, pid), daemon=True)
+                for rank, pid in enumerate(children, start=1)]
+    for thread in watchers:
+        thread.start()
     try:
         worker(0, folder)
     except BaseException:
+        stopping.set()
         for pid in children:
             os.kill(pid, signal.SIGKILL)
         raise
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for rank, pid in enumerate(children, start=1):
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # already reaped by child_exited (it exited 0)
-            continue
-        if status != 0:
-            raise RuntimeError(f"torch rank {rank} failed (exit status {status})")
+    for thread in watchers:
+        thread.join()
