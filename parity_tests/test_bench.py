@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import require_framework
 
@@ -103,3 +104,25 @@ def test_bench_models_come_from_one_table() -> None:
     parser = add_parser(argparse.ArgumentParser().add_subparsers())
     model_choices = next(a.choices for a in parser._actions if a.dest == "model")
     assert tuple(model_choices) == (*MODELS, "all")
+
+
+@pytest.mark.parametrize("idiom", ["torch-idiom", "keras-fit"])
+def test_the_deep_cnn_has_the_idioms(idiom: str) -> None:
+    """The deep CNN's framework idiom trains (a finite loss) and returns (N, 10) logits; every
+    model of IDIOM_MODELS has the same "<= 1.2x idiom" targets as the CNN. (The MLP's and the CNN's
+    idioms run in every ``rosetta bench``: a Keras compile, fit and predict costs 2 s of CPU here.)"""
+    from rosetta.bench import FRAMEWORK_OF, IDIOM_MODELS, PHASES, TARGETS, make_data, make_runner
+
+    require_framework(FRAMEWORK_OF[idiom])
+    port = FRAMEWORK_OF[idiom]
+    runner = make_runner(idiom, make_config("deepcnn"), *make_data("deepcnn", 30, n_batches=1))
+    loss = runner.step(0)
+    assert np.isfinite(float(np.asarray(loss).reshape(-1)[0]))
+    logits = runner.infer()
+    logits = logits if isinstance(logits, list) else [logits]
+    assert [tuple(np.asarray(a).shape) for a in logits] == [(30, 10)]
+    for model in IDIOM_MODELS:
+        for phase in PHASES:
+            assert (port, idiom, model, phase, 1.2) in TARGETS
+    for phase in PHASES:  # the NumPy reference's targets of the CNN hold for the deep CNN as well
+        assert ("numpy", "fastest", "deepcnn", phase, 1.5) in TARGETS

@@ -68,7 +68,7 @@ PHASES = ("train_step", "inference")
 # (torch-idiom, keras-fit) are hand-built for the models in IDIOM_MODELS only.
 BENCH_MODELS: dict[str, str] = {name: f"{cls.module}.{cls.class_name}" for name, cls in CONFIG_TABLE.items()}
 MODELS = tuple(BENCH_MODELS)
-IDIOM_MODELS = ("mlp", "cnn")
+IDIOM_MODELS = ("mlp", "cnn", "deepcnn")
 # Every implementation package's own name (the framework table's).
 PACKAGES = {name: entry.package for name, entry in FRAMEWORK_TABLE.items()}
 FASTEST = "fastest"  # as the ``other`` of a target: the fastest implementation except impl itself
@@ -78,9 +78,12 @@ ADAM = OPTIMIZER_DEFAULTS["adam"]
 # (impl, other, model, phase, bound): impl's median time <= bound x other's, same run.
 TARGETS: list[tuple[str, str, str, str, float]] = [
     ("numpy", "torch", "cnn", "train_step", 1.5),
+    ("numpy", "torch", "deepcnn", "train_step", 1.5),  # the CNN's targets for the deep CNN
     ("numpy", "torch", "mlp", "train_step", 1.1),
     ("numpy", FASTEST, "cnn", "train_step", 1.5),
     ("numpy", FASTEST, "cnn", "inference", 1.5),
+    ("numpy", FASTEST, "deepcnn", "train_step", 1.5),
+    ("numpy", FASTEST, "deepcnn", "inference", 1.5),
     ("numpy", FASTEST, "mlp", "train_step", 1.5),
     *[(port, idiom, m, ph, 1.2) for port, idiom in (("torch", "torch-idiom"), ("tf", "keras-fit"))
       for m in IDIOM_MODELS for ph in PHASES],
@@ -326,6 +329,17 @@ def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
         model = nn.Sequential(*layers[:-1])
+    elif config.name == "deepcnn":  # (conv, ReLU) x 2, then a 2x2 pool, three times; the book's head
+        channels = config.input_dim[0]
+        layers = []
+        for i, (filters, size, pad, stride) in enumerate(config.conv_params, 1):
+            layers += [nn.Conv2d(channels, filters, size, stride=stride, padding=pad), nn.ReLU()]
+            layers += [nn.MaxPool2d(2)] if i % 2 == 0 else []
+            channels = filters
+        model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(config.pool_output_size, config.hidden_size),
+                              nn.ReLU(), nn.Dropout(config.dropout_ratio),
+                              nn.Linear(config.hidden_size, config.output_size),
+                              nn.Dropout(config.dropout_ratio))
     else:
         model = nn.Sequential(nn.Conv2d(config.input_dim[0], config.filter_num, config.filter_size),
                               nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -336,6 +350,7 @@ def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
     xs, ts, xis = ([torch.from_numpy(a) for a in group] for group in (xb, tb, xi))
 
     def step(i: int) -> float:
+        model.train()  # Dropout on (the deep CNN's)
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(xs[i % len(xs)]), ts[i % len(ts)])
         loss.backward()
@@ -343,6 +358,7 @@ def _torch_idiom(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
         return loss.item()
 
     def infer() -> list:
+        model.eval()
         with torch.inference_mode():
             return [model(x) for x in xis]
 
@@ -356,6 +372,17 @@ def _keras_fit(config: ModelConfig, xb: list, tb: list, xi: list) -> Runner:
         layers = [keras.layers.Dense(h, activation="relu") for h in config.hidden_sizes]
         model = keras.Sequential([keras.Input((config.input_size,)), *layers,
                                   keras.layers.Dense(config.output_size)])
+    elif config.name == "deepcnn":  # (conv, ReLU) x 2, then a 2x2 pool, three times; the book's head
+        ch, h, w = config.input_dim
+        layers = [keras.Input((h, w, ch))]
+        for i, (filters, size, pad, stride) in enumerate(config.conv_params, 1):
+            layers += [keras.layers.ZeroPadding2D(pad)] if pad else []
+            layers += [keras.layers.Conv2D(filters, size, strides=stride), keras.layers.ReLU()]
+            layers += [keras.layers.MaxPooling2D(2)] if i % 2 == 0 else []
+        model = keras.Sequential([
+            *layers, keras.layers.Flatten(), keras.layers.Dense(config.hidden_size, activation="relu"),
+            keras.layers.Dropout(config.dropout_ratio), keras.layers.Dense(config.output_size),
+            keras.layers.Dropout(config.dropout_ratio)])
     else:
         ch, h, w = config.input_dim
         model = keras.Sequential([
