@@ -55,7 +55,9 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert ("numpy", "fastest (torch)", model, phase) in targets  # the one other implementation
     assert result["machine"]["thread_limit"] == {"threads": "library defaults"}
     assert result["machine"]["gemm_gflops_float32"] > 0
-    assert md.read_text().startswith("| model |")
+    page = md.read_text()  # the whole results page of the run: settings, table, targets
+    assert page.startswith("# Benchmark results\n") and "float32 GEMM" in page and "\n| model |" in page
+    assert "\nTargets (paired ratios, same run):" in page and "- numpy cnn train_step <= 1.5x" in page
 
 
 def test_memory_probe_numpy() -> None:

@@ -570,7 +570,8 @@ def run_benchmark(
                 for r in records:
                     if r.impl == impl and r.model == model and mem is not None:
                         r.peak_mem_mb = round(mem["peak_mb"], 1)
-    machine = {"gemm_gflops_float32": gemm / 1e9, "batch_size": BATCH, "steps_per_repeat": steps,
+    machine = {"date": time.strftime("%Y-%m-%d"), "gemm_gflops_float32": gemm / 1e9, "batch_size": BATCH,
+               "steps_per_repeat": steps,
                "repeats": repeat, "inference_size": inference_size,
                "data": "MNIST" if data_dir else "synthetic uniform [0, 1)",
                "load_average": os.getloadavg(), "thread_limit": thread_setting,
@@ -607,6 +608,32 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join([fmt(head), "-" * len(fmt(head)), *map(fmt, rows)])
 
 
+def format_markdown(result: dict[str, Any]) -> str:
+    """The whole results page of one run: the machine and settings, the table, the targets."""
+    m = result["machine"]
+    threads = m["thread_limit"].get("threads", "library defaults")
+    threads = "one compute thread" if threads == "1" else f"{threads} compute threads"
+    load = m["load_average"][0] if m.get("load_average") else float("nan")
+    lines = [
+        "# Benchmark results", "",
+        f"One `rosetta bench` run{' on ' + m['date'] if m.get('date') else ''}. Machine: "
+        f"{m.get('cpu_count', '?')} cores, float32 GEMM {m['gemm_gflops_float32']:.0f} GFLOP/s on one "
+        f"thread, {threads} per library, load average {load:.2f} at the start; batch "
+        f"{m['batch_size']}, {m['steps_per_repeat']} steps per repeat, {m['repeats']} repeats, inference "
+        f"over {m['inference_size']} images ({m['data']}). \"x fastest\" is the paired ratio against the "
+        "fastest implementation of that model and phase in this run (\"fastest\" names it), \"x torch\" "
+        "against torch_impl, \"eff %\" the model's FLOPs at the measured GEMM rate over the time.", "",
+        format_table(result, markdown=True), "",
+        "Targets (paired ratios, same run):", "",
+    ]
+    for t in result["targets"]:
+        what = f"{t['impl']} {t['model']} {t['phase']} <= {t['bound']}x {t['vs']}"
+        verdict = "not measured" if t["ratio"] is None else \
+            f"{t['ratio']:.2f}x, {'met' if t['met'] else 'MISSED'}"
+        lines.append(f"- {what}: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
 def format_targets(result: dict[str, Any]) -> str:
     lines = []
     for t in result["targets"]:
@@ -619,6 +646,6 @@ def format_targets(result: dict[str, Any]) -> str:
 
 
 __all__ = ["ALL_IMPLS", "BENCH_MODELS", "DEFAULT_IMPLS", "IMPLS", "IDIOMS", "MODELS", "Record", "Runner",
-           "fastest", "forward_flops", "format_table", "format_targets", "gemm_flops", "limit_threads",
-           "make_runner", "memory_probe", "model_class", "phase_flops", "run_benchmark", "thread_info",
-           "time_runners"]
+           "fastest", "forward_flops", "format_markdown", "format_table", "format_targets", "gemm_flops",
+           "limit_threads", "make_runner", "memory_probe", "model_class", "phase_flops", "run_benchmark",
+           "thread_info", "time_runners"]

@@ -7,7 +7,15 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rosetta.bench import ALL_IMPLS, DEFAULT_IMPLS, MODELS, format_table, format_targets, run_benchmark
+from rosetta.bench import (
+    ALL_IMPLS,
+    DEFAULT_IMPLS,
+    MODELS,
+    format_markdown,
+    format_table,
+    format_targets,
+    run_benchmark,
+)
 from rosetta.commands import ALL, formatter
 from rosetta.commands._arch import OPTIONS as ARCH_OPTIONS
 from rosetta.commands._arch import add_architecture_options, config_from_args
@@ -127,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.json, json.dumps(result, indent=1).encode())
         print(f"wrote {args.json}")
     if args.markdown:
-        atomic_write_bytes(args.markdown, (format_table(result, markdown=True) + "\n").encode())
+        atomic_write_bytes(args.markdown, format_markdown(result).encode())
         print(f"wrote {args.markdown}")
     if args.impl and result["skipped"]:
         return 1
