@@ -193,28 +193,25 @@ def test_a_failing_worker_reports_its_log(tmp_path: Path) -> None:
 
 
 FAILING_RANK = """
-import sys
-from datetime import timedelta
+import signal, sys, time
 from pathlib import Path
-import torch.distributed as dist
-import rosetta.distributed.torch_worker as w
+from rosetta.distributed import WORLD_SIZE, fork_ranks
 
-def worker(rank, folder):
+def run_rank(rank):
     if rank == 1:
         raise RuntimeError("rank 1 cannot rendezvous")
-    # rank 0 blocks in gloo's rendezvous (C++) for the rank that failed, as in a collective
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=0, world_size=2,
-                            timeout=timedelta(seconds=600))
+    # rank 0 waits for the rank that failed with SIGCHLD blocked, as a rank blocked in C++ (gloo's
+    # rendezvous or a collective) that no Python signal handler interrupts
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    time.sleep(600)
 
-w.worker = worker
-w.launch(Path(sys.argv[1]))
+fork_ranks(run_rank, WORLD_SIZE, Path(sys.argv[1]) / "torch-pids", "torch")
 """
 
 
-def test_a_failing_forked_torch_rank_ends_the_worker(tmp_path: Path) -> None:
-    """torch's ranks 1.. are forked by rank 0: one that fails ends the worker at once (rank 0
-    does not wait out the gloo timeout), the log names the rank, and no process is left."""
-    require_framework("torch")
+def test_a_failing_forked_rank_ends_the_worker(tmp_path: Path) -> None:
+    """torch's ranks 1.. are forked by rank 0 (dp.fork_ranks): one that fails ends the worker at
+    once (rank 0 does not wait out the gloo timeout), the log names the rank, no process is left."""
     procs = dp.start_processes([[sys.executable, "-c", FAILING_RANK, str(tmp_path)]], tmp_path, "torch")
     start = time.monotonic()
     try:

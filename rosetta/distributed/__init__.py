@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -373,6 +374,52 @@ def start_processes(commands: Sequence[Sequence[str]], folder: Path, name: str,
         finally:
             log.close()
     return procs
+
+
+def fork_ranks(run_rank: Callable[[int], None], world_size: int, pid_file: Path, name: str) -> None:
+    """Run ``run_rank(0)`` here and ``run_rank(r)`` for r = 1.. in processes forked from this one
+    (a worker that imports its framework once for all ranks). The forks stay in this process's
+    group, which run_workers kills as a whole; every rank's pid goes to ``pid_file`` so that the
+    caller can check that all are gone. A forked rank that fails ends this process at once: a
+    thread waits for each fork and exits on its failure, because rank 0 may be blocked in a
+    collective (in C++, e.g. gloo's rendezvous, where no Python signal handler runs) until the
+    framework's own timeout. Rank 0's failure kills the forks and propagates."""
+    children: list[int] = []
+    for rank in range(1, world_size):
+        pid = os.fork()
+        if pid == 0:  # the forked rank: run, then leave without the parent's clean-up
+            code = 1
+            try:
+                run_rank(rank)
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported; the exit status says it
+                print(f"rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+    pid_file.write_text(" ".join(str(p) for p in [os.getpid(), *children]))
+    stopping = threading.Event()  # rank 0 failed and kills the others: their exits are expected
+
+    def watch(rank: int, pid: int) -> None:
+        status = os.waitpid(pid, 0)[1]
+        if status != 0 and not stopping.is_set():
+            print(f"{name} rank {rank} failed (exit status {status})", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    watchers = [threading.Thread(target=watch, args=(rank, pid), daemon=True)
+                for rank, pid in enumerate(children, start=1)]
+    for thread in watchers:
+        thread.start()
+    try:
+        run_rank(0)
+    except BaseException:
+        stopping.set()
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        raise
+    for thread in watchers:
+        thread.join()
 
 
 def kill_processes(procs: Iterable[subprocess.Popen[bytes]]) -> None:

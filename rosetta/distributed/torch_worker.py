@@ -11,9 +11,6 @@ of every global batch; rank 0 writes the canonical parameters after every step.
 # annotations as objects (dist.GradBucket), not strings.
 import copy
 import os
-import signal
-import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +32,7 @@ from rosetta.distributed import (
     _save,
     _scenario_masks,
     eval_input,
+    fork_ranks,
     mask_rows,
     model_input,
     replica_rows,
@@ -200,47 +198,8 @@ def worker(rank: int, folder: Path) -> None:
 
 
 def launch(folder: Path) -> None:
-    """Rank 0 in this process, ranks 1.. forked from it after the imports: one torch import for
-    all ranks instead of one per process (2.5 s of CPU each here, with the 2 cores shared by every
-    worker). The fork comes before torch has run an op, so no thread pool or process group is
-    inherited; each rank opens its own gloo process group. The forked ranks stay in this
-    process's group, which run_workers kills as a whole; their pids go to ``torch-pids`` so that
-    the caller can check that every rank is gone. A rank that fails ends this process at once: a
-    thread waits for each forked rank and exits on its failure, since rank 0 may be blocked in a
-    gloo collective (in C++, where no Python signal handler runs) until the gloo timeout."""
-    children: list[int] = []
-    for rank in range(1, WORLD_SIZE):
-        pid = os.fork()
-        if pid == 0:  # the forked rank: run, then leave without the parent's clean-up
-            code = 1
-            try:
-                worker(rank, folder)
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 - reported; the exit status says it
-                print(f"rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
-        children.append(pid)
-    (folder / "torch-pids").write_text(" ".join(str(p) for p in [os.getpid(), *children]))
-    stopping = threading.Event()  # rank 0 failed and kills the others: their exits are expected
-
-    def watch(rank: int, pid: int) -> None:
-        status = os.waitpid(pid, 0)[1]
-        if status != 0 and not stopping.is_set():
-            print(f"torch rank {rank} failed (exit status {status})", file=sys.stderr, flush=True)
-            os._exit(1)
-
-    watchers = [threading.Thread(target=watch, args=(rank, pid), daemon=True)
-                for rank, pid in enumerate(children, start=1)]
-    for thread in watchers:
-        thread.start()
-    try:
-        worker(0, folder)
-    except BaseException:
-        stopping.set()
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-        raise
-    for thread in watchers:
-        thread.join()
+    """Every rank: rank 0 in this process, ranks 1.. forked from it after the imports (one torch
+    import for all ranks instead of one per process: 2.5 s of CPU each here, with the 2 cores
+    shared by every worker). The fork comes before torch has run an op, so no thread pool or
+    process group is inherited; each rank opens its own gloo process group."""
+    fork_ranks(lambda rank: worker(rank, folder), WORLD_SIZE, folder / "torch-pids", "torch")
