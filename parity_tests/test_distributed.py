@@ -205,7 +205,7 @@ def run_rank(rank):
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     time.sleep(600)
 
-fork_ranks(run_rank, WORLD_SIZE, Path(sys.argv[1]) / "torch-pids", "torch")
+fork_ranks(run_rank, WORLD_SIZE, Path(sys.argv[1]), "torch")
 """
 
 
@@ -221,7 +221,7 @@ def test_a_failing_forked_rank_ends_the_worker(tmp_path: Path) -> None:
     finally:
         dp.kill_processes(procs)
     assert time.monotonic() - start < 30
-    pids = [int(p) for p in (tmp_path / "torch-pids").read_text().split()]
+    pids = [int(p) for p in dp.forked_pids_file(tmp_path, "torch").read_text().split()]
     assert len(pids) == dp.WORLD_SIZE and not [p for p in pids if _alive(p)]
     assert not _group_alive(procs[0].pid)
 

@@ -571,8 +571,7 @@ def run_benchmark(
                     if r.impl == impl and r.model == model and mem is not None:
                         r.peak_mem_mb = round(mem["peak_mb"], 1)
     machine = {"date": time.strftime("%Y-%m-%d"), "gemm_gflops_float32": gemm / 1e9, "batch_size": BATCH,
-               "steps_per_repeat": steps,
-               "repeats": repeat, "inference_size": inference_size,
+               "steps_per_repeat": steps, "repeats": repeat, "inference_size": inference_size,
                "data": "MNIST" if data_dir else "synthetic uniform [0, 1)",
                "load_average": os.getloadavg(), "thread_limit": thread_setting,
                **thread_info({FRAMEWORK_OF[i] for i in available})}
@@ -627,21 +626,24 @@ def format_markdown(result: dict[str, Any]) -> str:
         "Targets (paired ratios, same run):", "",
     ]
     for t in result["targets"]:
-        what = f"{t['impl']} {t['model']} {t['phase']} <= {t['bound']}x {t['vs']}"
-        verdict = "not measured" if t["ratio"] is None else \
-            f"{t['ratio']:.2f}x, {'met' if t['met'] else 'MISSED'}"
-        lines.append(f"- {what}: {verdict}")
+        what, ratio, verdict = _target_parts(t)
+        lines.append(f"- {what}: {verdict}" if ratio is None else f"- {what}: {ratio}, {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def _target_parts(target: dict[str, Any]) -> tuple[str, str | None, str]:
+    """A target's wording, its measured ratio (None: not measured) and its verdict."""
+    what = f"{target['impl']} {target['model']} {target['phase']} <= {target['bound']}x {target['vs']}"
+    if target["ratio"] is None:
+        return what, None, "not measured"
+    return what, f"{target['ratio']:.2f}x", "met" if target["met"] else "MISSED"
 
 
 def format_targets(result: dict[str, Any]) -> str:
     lines = []
     for t in result["targets"]:
-        what = f"{t['impl']} {t['model']} {t['phase']} <= {t['bound']}x {t['vs']}"
-        if t["ratio"] is None:
-            lines.append(f"  {what}: not measured")
-        else:
-            lines.append(f"  {what}: {t['ratio']:.2f}x  {'met' if t['met'] else 'MISSED'}")
+        what, ratio, verdict = _target_parts(t)
+        lines.append(f"  {what}: {verdict}" if ratio is None else f"  {what}: {ratio}  {verdict}")
     return "\n".join(lines)
 
 

@@ -376,11 +376,17 @@ def start_processes(commands: Sequence[Sequence[str]], folder: Path, name: str,
     return procs
 
 
-def fork_ranks(run_rank: Callable[[int], None], world_size: int, pid_file: Path, name: str) -> None:
+def forked_pids_file(folder: Path, framework: str) -> Path:
+    """Where a worker that forks its ranks (:func:`fork_ranks`) lists every rank's pid."""
+    return folder / f"{framework}-pids"
+
+
+def fork_ranks(run_rank: Callable[[int], None], world_size: int, folder: Path, framework: str) -> None:
     """Run ``run_rank(0)`` here and ``run_rank(r)`` for r = 1.. in processes forked from this one
     (a worker that imports its framework once for all ranks). The forks stay in this process's
-    group, which run_workers kills as a whole; every rank's pid goes to ``pid_file`` so that the
-    caller can check that all are gone. A forked rank that fails ends this process at once: a
+    group, which run_workers kills as a whole; every rank's pid goes to
+    :func:`forked_pids_file`, from which run_workers reports them, so that the caller can check
+    that all are gone. A forked rank that fails ends this process at once: a
     thread waits for each fork and exits on its failure, because rank 0 may be blocked in a
     collective (in C++, e.g. gloo's rendezvous, where no Python signal handler runs) until the
     framework's own timeout. Rank 0's failure kills the forks and propagates."""
@@ -398,13 +404,13 @@ def fork_ranks(run_rank: Callable[[int], None], world_size: int, pid_file: Path,
                 sys.stdout.flush()
                 os._exit(code)
         children.append(pid)
-    pid_file.write_text(" ".join(str(p) for p in [os.getpid(), *children]))
+    forked_pids_file(folder, framework).write_text(" ".join(str(p) for p in [os.getpid(), *children]))
     stopping = threading.Event()  # rank 0 failed and kills the others: their exits are expected
 
     def watch(rank: int, pid: int) -> None:
         status = os.waitpid(pid, 0)[1]
         if status != 0 and not stopping.is_set():
-            print(f"{name} rank {rank} failed (exit status {status})", file=sys.stderr, flush=True)
+            print(f"{framework} rank {rank} failed (exit status {status})", file=sys.stderr, flush=True)
             os._exit(1)
 
     watchers = [threading.Thread(target=watch, args=(rank, pid), daemon=True)
@@ -510,7 +516,7 @@ def run_workers(plans: Mapping[str, Sequence[Scenario]], data: Mapping[str, np.n
         for framework, plan in plans.items():
             runs[framework] = read_results(folder, framework, plan)
             # the processes started here, and any a worker forked (torch's ranks 1..)
-            forked = folder / f"{framework}-pids"
+            forked = forked_pids_file(folder, framework)
             runs[framework].pids = sorted({p.pid for p in groups[framework]} | (
                 {int(pid) for pid in forked.read_text().split()} if forked.exists() else set()))
             runs[framework].seconds = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """``python -m rosetta.distributed torch FOLDER | tf FOLDER | chainer FOLDER``: the
-data-parallel workers of one framework (started by rosetta.distributed.run_workers; chainer under mpirun). The
-package never imports its workers: each imports only its own framework."""
+data-parallel workers of one framework (started by rosetta.distributed.run_workers; chainer under
+mpirun). The package never imports its workers: each imports only its own framework."""
 
 from __future__ import annotations
 

@@ -202,4 +202,4 @@ def launch(folder: Path) -> None:
     import for all ranks instead of one per process: 2.5 s of CPU each here, with the 2 cores
     shared by every worker). The fork comes before torch has run an op, so no thread pool or
     process group is inherited; each rank opens its own gloo process group."""
-    fork_ranks(lambda rank: worker(rank, folder), WORLD_SIZE, folder / "torch-pids", "torch")
+    fork_ranks(lambda rank: worker(rank, folder), WORLD_SIZE, folder, "torch")
