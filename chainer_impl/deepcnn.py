@@ -9,6 +9,7 @@ import numpy as np
 from chainer_impl.compat import import_chainer
 from chainer_impl.layers import Dropout
 from chainer_impl.weights import load_canonical
+from rosetta.configs import activation_store
 from rosetta.weights import DeepCNNConfig, init_params
 
 chainer = import_chainer()
@@ -58,7 +59,7 @@ class DeepCNN(chainer.Chain):
     def forward(
         self, x: np.ndarray | chainer.Variable, train: bool = False, return_activations: bool = False,
     ) -> chainer.Variable | tuple[chainer.Variable, dict[str, chainer.Variable]]:
-        a: dict[str, chainer.Variable] = {}
+        a: dict[str, chainer.Variable] = activation_store(return_activations)
         # NOTE(framework:train-flag): Chainer reads train/eval (Dropout) from a global config.
         with chainer.using_config("train", train):
             # NOTE(framework:chainer-functions): ReLU, reshape and pooling are functions in Chainer

@@ -9,6 +9,7 @@ import numpy as np
 from chainer_impl.compat import import_chainer
 from chainer_impl.layers import Dropout
 from chainer_impl.weights import load_canonical
+from rosetta.configs import activation_store
 from rosetta.weights import MLPConfig, init_params
 
 chainer = import_chainer()
@@ -80,7 +81,7 @@ class MLP(chainer.Chain):
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         # NOTE(framework:train-flag): Chainer reads train/eval (BatchNorm, Dropout) from a global
         # config; the contract's per-call ``train`` argument sets it for this forward only.
-        a: dict[str, chainer.Variable] = {}
+        a: dict[str, chainer.Variable] = activation_store(return_activations)
         with chainer.using_config("train", train):
             # One layer per iteration, in forward order (the course's OrderedDict loop).
             for name in self.layer_names:

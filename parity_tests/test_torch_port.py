@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ torch = import_framework("torch")
 
 import torch_impl  # noqa: E402
 from rosetta.adapters.torch_adapter import TorchAdapter  # noqa: E402
+from rosetta.configs import activation_store, make_config  # noqa: E402
+from rosetta.registry import model_class  # noqa: E402
 from rosetta.tolerances import errors, tolerance  # noqa: E402
 from rosetta.weights import CNNConfig, MLPConfig, init_params, is_state, param_spec  # noqa: E402
 from torch_impl.mlp import MLP  # noqa: E402
@@ -289,3 +292,26 @@ def test_optimizer_classes_take_reference_names() -> None:
     bn_model = MLP(MLPConfig(use_batchnorm=True))
     trained = {id(p) for g in make_optimizer("sgd", bn_model).param_groups for p in g["params"]}
     assert id(bn_model.bn1.running_mean) not in trained and id(bn_model.bn1.weight) in trained
+
+
+def test_activation_store_keeps_only_what_was_asked() -> None:
+    kept, dropped = activation_store(True), activation_store(False)
+    x = kept["conv1"] = dropped["conv1"] = np.ones(3)
+    assert kept == {"conv1": x} and dict(dropped) == {} and "conv1" not in dropped
+
+
+@pytest.mark.parametrize("model", ["cnn", "deepcnn"])
+def test_inference_holds_no_layer_output_it_was_not_asked_for(model: str) -> None:
+    """Without return_activations, a layer's output is freed once the next layers have run (the
+    DeepCNN's inference over 1000 images was 8-21% slower while forward kept all of them)."""
+    config = make_config(model)
+    net = model_class("torch", config)(config, dtype="float32")
+    first: list[weakref.ref] = []
+    alive_at_fc2: list[bool] = []
+    net.conv1.register_forward_hook(lambda module, args, out: first.append(weakref.ref(out)))
+    net.fc2.register_forward_hook(lambda module, args, out: alive_at_fc2.append(first[-1]() is not None))
+    x = torch.from_numpy(batch(config, "float32", n=4)[0])
+    with torch.no_grad():
+        net(x)
+        _, acts = net(x, return_activations=True)
+    assert alive_at_fc2 == [False, True] and set(acts) == set(config.layer_names())

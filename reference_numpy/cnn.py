@@ -10,6 +10,7 @@ import numpy as np
 
 from reference_numpy.layers import Affine, BatchNormalization, Convolution, Flatten, MaxPooling, Relu
 from reference_numpy.network import Network
+from rosetta.configs import activation_store
 from rosetta.weights import CNNConfig
 
 CONV_PARAM_KEYS = ("filter_num", "filter_size", "pad", "stride")
@@ -74,7 +75,7 @@ class CNN(Network):
     ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         x = self._check_input(x, self.config.input_shape)  # (N, 1, 28, 28)
-        a: dict[str, np.ndarray] = {}
+        a: dict[str, np.ndarray] = activation_store(return_activations)
         x = a["conv1"] = self.conv1.forward(x)  # (N, 30, 24, 24)
         if self.config.use_batchnorm:
             x = a["bn1"] = self.bn1.forward(x, train)  # (N, 30, 24, 24), per channel over (N, H, W)

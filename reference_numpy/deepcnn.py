@@ -10,6 +10,7 @@ import numpy as np
 
 from reference_numpy.layers import Affine, Convolution, Dropout, Flatten, MaxPooling, Relu
 from reference_numpy.network import Network
+from rosetta.configs import activation_store
 from rosetta.weights import DeepCNNConfig
 
 
@@ -61,7 +62,7 @@ class DeepCNN(Network):
     ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         x = self._check_input(x, self.config.input_dim)  # (N, 1, 28, 28)
-        a: dict[str, np.ndarray] = {}
+        a: dict[str, np.ndarray] = activation_store(return_activations)
         x = a["conv1"] = self.conv1.forward(x)  # (N, 16, 28, 28)
         x = a["relu1"] = self.relu1.forward(x)  # (N, 16, 28, 28)
         x = a["conv2"] = self.conv2.forward(x)  # (N, 16, 28, 28)

@@ -8,6 +8,7 @@ import numpy as np
 
 from reference_numpy.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid
 from reference_numpy.network import Network
+from rosetta.configs import activation_store
 from rosetta.weights import MLPConfig
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
@@ -56,7 +57,7 @@ class MLP(Network):
     ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         x = self._check_input(x, self.config.input_shape)  # (N, 784)
-        a: dict[str, np.ndarray] = {}
+        a: dict[str, np.ndarray] = activation_store(return_activations)
         # One layer per iteration, in forward order (the course's OrderedDict loop).
         for name, layer in self.layers.items():
             if isinstance(layer, BatchNormalization | Dropout):

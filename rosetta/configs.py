@@ -23,6 +23,22 @@ DROPOUT_MODES = ("inverted", "course")
 BN_TENSORS = ("gamma", "beta", "running_mean", "running_var")
 
 
+class _KeepNothing(dict):  # type: ignore[type-arg]
+    """The activation store of a forward pass nobody asked the activations of: its writes are
+    dropped, so ``x = a[name] = layer(x)`` holds no layer's output alive after the next layer ran
+    (measured: keeping all of them made torch's DeepCNN inference over 1000 images 8-21% slower,
+    the port 1.21x torch's nn.Sequential in one bench run)."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        pass
+
+
+def activation_store(keep: bool) -> dict[str, Any]:
+    """Where ``forward`` writes every layer's output by name: a dict when the caller asked for the
+    activations (``return_activations``), otherwise a store that keeps nothing."""
+    return {} if keep else _KeepNothing()
+
+
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

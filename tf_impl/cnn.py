@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from rosetta.configs import activation_store
 from rosetta.weights import CNNConfig, init_params
 from tf_impl.layers import BatchNorm, softmax_cross_entropy
 from tf_impl.weights import load_canonical
@@ -63,7 +64,7 @@ class CNN(keras.Model):
     def forward(
         self, x: tf.Tensor, train: bool = False, return_activations: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        a: dict[str, tf.Tensor] = {}
+        a: dict[str, tf.Tensor] = activation_store(return_activations)
         p = self.config.pad
         if p > 0:
             x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # (N, 28+2p, 28+2p, 1)

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from rosetta.configs import activation_store
 from rosetta.weights import DeepCNNConfig, init_params
 from tf_impl.layers import Dropout, softmax_cross_entropy
 from tf_impl.weights import load_canonical
@@ -69,7 +70,7 @@ class DeepCNN(keras.Model):
     def forward(
         self, x: tf.Tensor, train: bool = False, return_activations: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        a: dict[str, tf.Tensor] = {}
+        a: dict[str, tf.Tensor] = activation_store(return_activations)
         # NOTE(framework:conv-layout): NHWC, TF's CPU conv layout; the shapes are (N, H, W, C).
         x = self._pad(x, 1)  # (N, 30, 30, 1)
         x = a["conv1"] = self.conv1(x)  # (N, 28, 28, 16)

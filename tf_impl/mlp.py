@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rosetta.configs import activation_store
 from rosetta.weights import MLPConfig, init_params
 from tf_impl.layers import BatchNorm, Dropout, softmax_cross_entropy
 from tf_impl.weights import load_canonical
@@ -70,7 +71,7 @@ class MLP(keras.Model):
         """Logits (N, K), or ``(logits, activations)`` with every layer's output by name."""
         # NOTE(framework:keras-training-flag): a Keras layer called without ``training`` runs in
         # inference mode; Keras hands the flag only to layers whose call takes it.
-        a: dict[str, tf.Tensor] = {}
+        a: dict[str, tf.Tensor] = activation_store(return_activations)
         # One layer per iteration, in forward order (the course's OrderedDict loop).
         for name in self.layer_names:
             x = a[name] = getattr(self, name)(x, training=train)  # (N, size of the layer)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rosetta.configs import activation_store
 from rosetta.weights import CNNConfig, init_params
 from torch_impl.mlp import TORCH_DTYPES
 from torch_impl.weights import load_canonical
@@ -61,9 +62,9 @@ class CNN(nn.Module):
         # NOTE(framework:train-flag): BatchNorm reads torch's module-wide train/eval flag; ``train`` sets it.
         if self.training != train:
             self.train(train)
-        a: dict[str, torch.Tensor] = {}
-        # ``x = a[name] = layer(x)`` keeps every output for return_activations at no cost (no layer
-        # works in place, so a stored output is never overwritten).
+        a: dict[str, torch.Tensor] = activation_store(return_activations)
+        # ``x = a[name] = layer(x)`` keeps every output only when return_activations asks for them
+        # (no layer works in place, so a stored output is never overwritten).
         # [rosetta:im2col]
         # No im2col in user code: nn.Conv2d's CPU kernel does the lowering (im2col + GEMM, or oneDNN).
         x = a["conv1"] = self.conv1(x)  # (N, 30, 24, 24)

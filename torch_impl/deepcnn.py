@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rosetta.configs import activation_store
 from rosetta.weights import DeepCNNConfig, init_params
 from torch_impl.layers import Dropout
 from torch_impl.mlp import TORCH_DTYPES
@@ -57,7 +58,7 @@ class DeepCNN(nn.Module):
         # NOTE(framework:train-flag): Dropout reads torch's module-wide train/eval flag; ``train`` sets it.
         if self.training != train:
             self.train(train)
-        a: dict[str, torch.Tensor] = {}
+        a: dict[str, torch.Tensor] = activation_store(return_activations)
         x = a["conv1"] = self.conv1(x)  # (N, 16, 28, 28)
         x = a["relu1"] = self.relu1(x)  # (N, 16, 28, 28)
         x = a["conv2"] = self.conv2(x)  # (N, 16, 28, 28)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rosetta.configs import activation_store
 from rosetta.weights import MLPConfig, init_params
 from torch_impl.layers import Dropout
 from torch_impl.weights import load_canonical
@@ -73,7 +74,7 @@ class MLP(nn.Module):
         # flag; the contract's per-call ``train`` argument sets it.
         if self.training != train:
             self.train(train)
-        a: dict[str, torch.Tensor] = {}
+        a: dict[str, torch.Tensor] = activation_store(return_activations)
         # One layer per iteration, in forward order (the course's OrderedDict loop).
         for name in self.layer_names:
             x = a[name] = getattr(self, name)(x)  # (N, size of the layer)
