@@ -5,7 +5,10 @@
 For every trajectory of the matrix (case, dtype, optimizer), each implementation's own compute:
 its training steps and its predictions on the test images, timed as CPU seconds of this process
 with one compute thread per library, as in the test suite. Model construction and the comparison
-with the reference are left out, so the sum is the least CPU the trajectory checks can cost.
+with the reference are left out, so the sum is the least CPU the trajectory checks can cost. The
+training steps are the check's own (rosetta.parity.train_trajectory); an implementation's first
+row includes its framework's one-time warm-up (its first kernel calls), as the suite's first
+trajectory in a worker does.
 """
 
 from __future__ import annotations
@@ -24,26 +27,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rosetta import parity  # noqa: E402
 from rosetta.configs import MODEL_NAMES  # noqa: E402
-from rosetta.data import batch_order, layout_for  # noqa: E402
+from rosetta.registry import FRAMEWORKS  # noqa: E402
 
-IMPLEMENTATIONS = ("numpy", "torch", "tf", "chainer")
+IMPLEMENTATIONS = tuple(FRAMEWORKS)  # the reference and the three ports, the framework table's order
 
 
 def trajectory_cost(case: parity.Case, dtype: str, optimizer: str, framework: str,
-                    data_dir: str) -> tuple[float, float]:
-    """(CPU seconds of the training steps, of the test-image predictions) of one implementation."""
-    steps = parity.trajectory_steps(case, dtype)
-    images = parity.trajectory_test_images(case, dtype)
-    x_train, t_train, x_test, _ = parity._mnist(data_dir, layout_for(case.config.input_shape), dtype)
+                    data_dir: str) -> tuple[float, float, int]:
+    """CPU seconds of one implementation's training steps and of its test-image predictions, and
+    how many test images (the parity check's own run: rosetta.parity.train_trajectory)."""
+    steps, images = parity.trajectory_steps(case, dtype), parity.trajectory_test_images(case, dtype)
+    extra = (optimizer, data_dir, steps, images)
     adapter = parity._adapter(framework, case, dtype, "trajectory")
-    adapter.set_dropout_masks(parity.dropout_masks(case.config, parity.TRAJECTORY_BATCH))
-    adapter.set_optimizer(optimizer)
     start = time.process_time()
-    for idx in batch_order(steps * parity.TRAJECTORY_BATCH, parity.TRAJECTORY_BATCH, seed=0, epoch=0):
-        adapter.train_step(x_train[idx], t_train[idx])
+    x_test = parity.train_trajectory(adapter, case.config, dtype, extra)
     trained = time.process_time()
-    adapter.predict(x_test[:images])
-    return trained - start, time.process_time() - trained
+    adapter.predict(x_test)
+    return trained - start, time.process_time() - trained, len(x_test)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in args.dtype or parity.DTYPES:
             for optimizer in case.trajectory_optimizers:
                 for framework in frameworks:
-                    train, predict = trajectory_cost(case, dtype, optimizer, framework, args.data_dir)
+                    train, predict, images = trajectory_cost(case, dtype, optimizer, framework, args.data_dir)
                     total += train + predict
                     steps = parity.trajectory_steps(case, dtype)
-                    images = parity.trajectory_test_images(case, dtype) or 10_000
                     print(f"{case.label:10s} {dtype:8s} {optimizer:9s} {framework:8s} {steps:5d} "
                           f"{train:8.2f} {images:6d} {predict:9.2f}", flush=True)
     print(f"total: {total:.1f} CPU-s")

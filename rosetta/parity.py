@@ -450,7 +450,9 @@ def _mnist(data_dir: str, layout: str, dtype: str) -> tuple[np.ndarray, ...]:
     return x_train, t_train, x_test, t_test
 
 
-def _run_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> TrajectoryResult:
+def train_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> np.ndarray:
+    """The trajectory's training steps on ``adapter``; returns the test images its predictions are
+    measured on. ``extra``: (optimizer, data_dir, steps, test_images)."""
     optimizer, data_dir, steps, test_images = extra  # type: ignore[misc]
     x_train, t_train, x_test, _ = _mnist(data_dir, layout_for(config.input_shape), dtype)
     x_train, t_train, x_test = x_train[:steps * TRAJECTORY_BATCH], t_train[:steps * TRAJECTORY_BATCH], \
@@ -460,6 +462,11 @@ def _run_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: ob
     adapter.set_optimizer(optimizer)
     for idx in batch_order(len(x_train), TRAJECTORY_BATCH, seed=0, epoch=0):
         adapter.train_step(x_train[idx], t_train[idx])
+    return x_test
+
+
+def _run_trajectory(adapter: Adapter, config: ModelConfig, dtype: str, extra: object) -> TrajectoryResult:
+    x_test = train_trajectory(adapter, config, dtype, extra)
     return TrajectoryResult(adapter.params(), adapter.predict(x_test))
 
 
