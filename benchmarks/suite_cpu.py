@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from rosetta.weights import atomic_write_bytes
+
 ROWS_KEY = "suite_cpu_rows"
 TOTAL_KEY = "suite_cpu_total"
 
@@ -80,7 +82,8 @@ class SuiteCPU:
             terminalreporter.write_line(line)
         path = self.config.getoption("--suite-cpu")
         if path:
-            Path(path).write_text(json.dumps({"workers": self.workers, "tests": self.rows}, indent=1) + "\n")
+            atomic_write_bytes(path, (json.dumps({"workers": self.workers, "tests": self.rows}, indent=1)
+                                      + "\n").encode())
             terminalreporter.write_line(f"suite-cpu: {len(self.rows)} tests written to {path}")
 
 
@@ -89,9 +92,9 @@ def _file(row: dict[str, Any]) -> str:
 
 
 def _function(row: dict[str, Any]) -> str:
-    """``file.py::test_name`` without the parameters."""
-    path, _, name = row["test"].partition("::")
-    return f"{Path(path).name}::{name.split('[')[0].split('@')[0]}"
+    """``file.py::test_name`` without the parameters and the xdist group."""
+    name = row["test"].partition("::")[2]
+    return f"{_file(row)}::{name.split('[')[0].split('@')[0]}"
 
 
 def summary_lines(rows: list[dict[str, Any]], workers: dict[str, dict[str, float]],
@@ -122,4 +125,7 @@ def summary_lines(rows: list[dict[str, Any]], workers: dict[str, dict[str, float
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--suite-cpu")
+    if path and not Path(path).resolve().parent.is_dir():  # fail before the run, not after it
+        raise pytest.UsageError(f"--suite-cpu {path}: folder {Path(path).resolve().parent} does not exist")
     config.pluginmanager.register(SuiteCPU(config), "suite-cpu-recorder")

@@ -119,3 +119,10 @@ def test_trajectory_cost_refuses_a_missing_folder(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "no such folder" in err
     assert err.splitlines()[-1].startswith("trajectory_cost.py: error: --data-dir ")
+
+
+def test_an_unwritable_profile_path_stops_before_the_run(tmp_path: Path) -> None:
+    plugin = load_benchmark("suite_cpu")
+    config = types.SimpleNamespace(getoption=lambda name: str(tmp_path / "missing" / "cpu.json"))
+    with pytest.raises(pytest.UsageError, match=r"--suite-cpu .*cpu\.json: folder .*missing does not exist"):
+        plugin.pytest_configure(config)
