@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rosetta import parity  # noqa: E402
+from rosetta.bench import keep_freed_memory  # noqa: E402
 from rosetta.configs import MODEL_NAMES  # noqa: E402
 from rosetta.registry import FRAMEWORKS  # noqa: E402
 
@@ -53,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=parity.DTYPES, action="append", help="dtype(s) (default: both)")
     parser.add_argument("--framework", choices=IMPLEMENTATIONS, action="append",
                         help="implementation(s) (default: all four)")
+    parser.add_argument("--glibc-malloc-defaults", action="store_true",
+                        help="leave malloc as glibc sets it (default: rosetta.bench.keep_freed_memory, "
+                        "as in the test suite)")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir}: no such folder")
     frameworks = args.framework or IMPLEMENTATIONS
+    print(f"malloc: {'glibc defaults' if args.glibc_malloc_defaults else keep_freed_memory()}")
     total = 0.0
     print(f"{'case':10s} {'dtype':8s} {'optimizer':9s} {'impl':8s} {'steps':>5s} {'train s':>8s} "
           f"{'images':>6s} {'predict s':>9s}")

@@ -21,11 +21,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from rosetta.adapters import FrameworkNotInstalled, adapter_class  # noqa: E402
-from rosetta.bench import set_openblas_threads  # noqa: E402
+from rosetta.bench import keep_freed_memory, set_openblas_threads  # noqa: E402
 from rosetta.weights import CNNConfig, MLPConfig, param_spec  # noqa: E402
 
 # NumPy may have loaded before this file (a plugin): set its OpenBLAS pool directly as well.
 set_openblas_threads(int(os.environ["OPENBLAS_NUM_THREADS"]))
+# Freed memory stays in each test process and the processes it starts (rosetta.bench.MALLOC_SETTINGS:
+# why): measured over the whole suite, ...
+keep_freed_memory(os.environ)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -195,15 +198,16 @@ def xdist_group(item: pytest.Item) -> str | None:
 
 
 # The longest groups start first (xdist hands out the units in collection order, and a long unit
-# handed out last keeps one worker busy alone at the end): seconds of one group on one core,
-# measured with --durations=0 on the 2-core machine; only the order depends on them.
+# handed out last keeps one worker busy alone at the end): CPU seconds of each group, own and child
+# processes, measured with `python -m pytest -p benchmarks.suite_cpu` on the 2-core machine; only
+# the order depends on them.
 GROUP_SECONDS = {
-    "distributed": 32.0, "trajectory cnn float32 adam": 22.0, "trajectory cnn float32 sgd": 19.0,
-    "course files ch07": 14.0, "course files ch08": 13.0, "trajectory deepcnn float64 adam": 16.0,
-    "trajectory cnn float64 adam": 9.0, "trajectory cnn float64 sgd": 9.0,
-    "trajectory deepcnn float32 adam": 8.0, "parity cnn float64": 10.0, "test_check.py": 8.0,
-    "test_bad_inputs.py": 8.0, "parity cnn float32": 7.0, "test_fuzz.py": 7.0, "course files ch03": 6.0,
-    "parity deepcnn float64": 6.0, "parity deepcnn float32": 4.0, "test_notebook.py": 14.0,
+    "distributed": 38.0, "trajectory cnn float32 adam": 18.0, "trajectory cnn float32 sgd": 15.0,
+    "trajectory deepcnn float64 adam": 14.0, "test_notebook.py": 12.0, "course files ch07": 10.0,
+    "course files ch08": 10.0, "test_bad_inputs.py": 7.0, "parity cnn float64": 6.6,
+    "trajectory deepcnn float32 adam": 6.0, "trajectory cnn float64 adam": 5.9,
+    "trajectory cnn float64 sgd": 5.8, "parity cnn float32": 5.4, "test_fuzz.py": 4.8,
+    "parity deepcnn float64": 3.7, "test_check.py": 3.1, "parity deepcnn float32": 3.0,
 }
 
 

@@ -47,6 +47,7 @@ def test_env_lists_four_frameworks(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     for word in ("numpy", "torch", "tensorflow", "chainer", "BLAS", "threads"):
         assert word in out
+    assert "MALLOC_MMAP_MAX_=0" in out  # rosetta.bench.keep_freed_memory, from main
 
 
 def test_data_prints_counts(capsys: pytest.CaptureFixture[str], mnist_dir: Path) -> None:

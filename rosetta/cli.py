@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up log
     # The parity matrix builds one compiled TF step per model on purpose: no retracing warnings.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    from rosetta.bench import keep_freed_memory
+
+    # Training, parity and bench loops allocate afresh every step: freed memory stays in this
+    # process and its workers (rosetta.bench.MALLOC_SETTINGS: why).
+    keep_freed_memory(os.environ)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the subcommand's usage, not the top level's: it lists the options that exist

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from rosetta.bench import MALLOC_SETTINGS
 from rosetta.commands import add_framework_option, formatter
 from rosetta.registry import FRAMEWORKS, PORTS, quiet_native_start_up
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"python      {platform.python_version()} ({sys.executable})")
     print(f"platform    {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"numpy       {np.__version__}  BLAS: {blas_info()}")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    malloc = tuple(name for _, _, name in MALLOC_SETTINGS.values())  # set by rosetta's main
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", *malloc):
         if os.environ.get(var):
             print(f"            {var}={os.environ[var]}")
     missing = []
