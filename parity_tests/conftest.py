@@ -26,8 +26,8 @@ from rosetta.weights import CNNConfig, MLPConfig, param_spec  # noqa: E402
 
 # NumPy may have loaded before this file (a plugin): set its OpenBLAS pool directly as well.
 set_openblas_threads(int(os.environ["OPENBLAS_NUM_THREADS"]))
-# Freed memory stays in each test process and the processes it starts (rosetta.bench.MALLOC_SETTINGS:
-# why): measured over the whole suite, ...
+# Freed memory stays in each test process and in the processes it starts (workers, kernels, CLI
+# runs): rosetta.bench.MALLOC_SETTINGS says why and what it saves.
 keep_freed_memory(os.environ)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
