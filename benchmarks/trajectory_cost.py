@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--framework", choices=IMPLEMENTATIONS, action="append",
                         help="implementation(s) (default: all four)")
     parser.add_argument("--glibc-malloc-defaults", action="store_true",
-                        help="leave malloc as glibc sets it (default: rosetta.bench.keep_freed_memory, "
-                        "as in the test suite)")
+                        help="leave malloc as glibc sets it, or as MALLOC_*_ variables already set "
+                        "say (default: rosetta.bench.keep_freed_memory, as in the test suite)")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir}: no such folder")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import require_framework
 
-from rosetta.bench import forward_flops, memory_probe, phase_flops
+from rosetta.bench import MALLOC_SETTINGS, forward_flops, keep_freed_memory, memory_probe, phase_flops
 from rosetta.cli import main
 from rosetta.configs import MODEL_NAMES
 from rosetta.weights import make_config
@@ -117,12 +120,6 @@ def test_keep_freed_memory_stops_refaulting_freed_pages() -> None:
     """glibc's defaults hand freed blocks back to the kernel and fault them in again (measured
     here: about 23000 faults over the 20 rounds); with rosetta.bench.MALLOC_SETTINGS the pages stay
     and the rounds fault none. A child started with the returned environment gets them too."""
-    import os
-    import subprocess
-    import sys
-
-    from rosetta.bench import MALLOC_SETTINGS, keep_freed_memory
-
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     results = {}
     for mode in ("defaults", "keep"):

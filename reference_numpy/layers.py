@@ -270,17 +270,17 @@ class MaxPooling:
         dout_like_out[...] = dout
         dout = dout_like_out
         views, dx_views = self._views(self.x), self._views(dx)
-        free: np.ndarray | None = None  # windows whose maximum is not found yet (None: all)
+        last = len(views) - 1
         for k, (view, dx_view) in enumerate(zip(views, dx_views, strict=True)):
-            if free is not None and k == len(views) - 1:
-                hit = free  # the last position holds the maximum of every window still free
-            else:
+            if k == 0:
                 hit = view == self.out  # (N, C, OH, OW)
-                if free is None:
-                    free = ~hit
-                else:
-                    hit &= free  # only the first maximum in window order: the course's argmax
-                    free ^= hit
+                free = ~hit  # windows whose maximum is not found yet
+            elif k < last:
+                hit = view == self.out  # (N, C, OH, OW)
+                hit &= free  # only the first maximum in window order: the course's argmax
+                free ^= hit
+            else:
+                hit = free  # the last position holds the maximum of every window still free
             if tiled:
                 np.multiply(dout, hit, out=dx_view)
             else:  # a pixel in several windows sums their shares, in col2im's order
