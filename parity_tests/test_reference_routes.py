@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reference_numpy import util
 from reference_numpy.cnn import CNN
 from reference_numpy.layers import ROUTES, Convolution, MaxPooling, Relu
 from reference_numpy.util import col2im, col2im_fast, im2col, im2col_fast
@@ -65,6 +66,18 @@ def test_im2col_col2im_fast_bit_identical(stride: int, pad: int) -> None:
         assert_bits_equal(im2col_fast(source, 3, 2, stride, pad), col)
     dcol = r.standard_normal(col.shape)
     assert_bits_equal(col2im_fast(dcol, x.shape, 3, 2, stride, pad), col2im(dcol, x.shape, 3, 2, stride, pad))
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 5])
+def test_col2im_fast_chunks_bit_identical(images_per_chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """col2im_fast scatters a few images at a time: one image, an uneven split (2 + 2 + 1) and the
+    whole batch give the course's sums to the last bit."""
+    r = np.random.default_rng(images_per_chunk)
+    x = r.standard_normal((5, 3, 9, 7))
+    dcol = r.standard_normal(im2col(x, 3, 3, 1, 1).shape)
+    image_bytes = dcol.nbytes // x.shape[0]
+    monkeypatch.setattr(util, "COL2IM_CHUNK_BYTES", images_per_chunk * image_bytes)
+    assert_bits_equal(col2im_fast(dcol, x.shape, 3, 3, 1, 1), col2im(dcol, x.shape, 3, 3, 1, 1))
 
 
 # (shape, pool, stride): even, odd (floor), overlapping windows, 1 x 1

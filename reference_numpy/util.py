@@ -109,23 +109,34 @@ def im2col_fast(x: np.ndarray, filter_h: int, filter_w: int, stride: int = 1, pa
     return col.reshape(n * out_h * out_w, -1)  # (N*OH*OW, C*KH*KW)
 
 
+# col2im_fast scatters this many bytes of col at a time: the KH*KW strided passes over a chunk then
+# read it from cache instead of memory (L2 is 1 MiB a core here, L3 32 MiB shared). Measured on
+# the deep CNN's backward, 100 images float32: conv2 (16 ch, 28 x 28) 26.6 -> 11.5 ms, conv4
+# 16.8 -> 7.7 ms, conv6 6.0 -> 4.0 ms; chunks of 1 to 10 images time the same within 5%.
+COL2IM_CHUNK_BYTES = 4 << 20
+
+
 def col2im_fast(
     col: np.ndarray, input_shape: tuple[int, ...], filter_h: int, filter_w: int,
     stride: int = 1, pad: int = 0,
 ) -> np.ndarray:
     """:func:`col2im` without its transpose: the same additions in the same (kh, kw) order, into an
     NHWC buffer, so every pixel's sum is bit-identical. Returns an (N, C, H, W) view of NHWC memory,
-    the layout the Convolution's output has, so the previous layer's backward stays in it. Not
-    faster by itself (86 ms either way for 16 channels at 28 x 28, 100 images): the strided reads
-    of col dominate."""
+    the layout the Convolution's output has, so the previous layer's backward stays in it. A few
+    images at a time (COL2IM_CHUNK_BYTES of col): each pixel belongs to one image, so the chunks
+    change only the order in which pixels are visited, never the order of one pixel's terms."""
     n, c, h, w = input_shape
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
     col = col.reshape(n, out_h, out_w, c, filter_h, filter_w)  # (N, OH, OW, C, KH, KW), a view
     img = np.zeros((n, h + 2 * pad + stride - 1, w + 2 * pad + stride - 1, c), dtype=col.dtype)
-    for y in range(filter_h):
-        y_max = y + stride * out_h
-        for x in range(filter_w):
-            x_max = x + stride * out_w
-            img[:, y:y_max:stride, x:x_max:stride, :] += col[..., y, x]  # (N, OH, OW, C)
+    chunk = max(1, COL2IM_CHUNK_BYTES // max(1, col[0].nbytes))
+    for start in range(0, n, chunk):
+        col_part = col[start:start + chunk]  # (n', OH, OW, C, KH, KW)
+        img_part = img[start:start + chunk]  # (n', HP, WP, C)
+        for y in range(filter_h):
+            y_max = y + stride * out_h
+            for x in range(filter_w):
+                x_max = x + stride * out_w
+                img_part[:, y:y_max:stride, x:x_max:stride, :] += col_part[..., y, x]  # (n', OH, OW, C)
     return img[:, pad:h + pad, pad:w + pad, :].transpose(0, 3, 1, 2)  # (N, C, H, W) view
