@@ -353,6 +353,27 @@ def test_parity_trajectories_without_data_fails_first(
     assert "checking" not in err  # nothing ran
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_parity_framework_that_fails_to_load_is_one_message(tmp_path: Path, jobs: str) -> None:
+    """An install that is found but does not import (Chainer without pkg_resources): one message
+    naming the framework and its extra, exit 1, whether this process loads it (--jobs 1) or only
+    the worker processes do (--jobs 2: this process looks the framework up without importing)."""
+    fake = tmp_path / "chainer"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pkg_resources'\", name='pkg_resources')\n")
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    proc = subprocess.run([sys.executable, "-m", "rosetta.cli", "parity", "--framework", "chainer",
+                           "--model", "mlp", "--dtype", "float64", "--jobs", jobs],
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "framework 'chainer' is not installed (ModuleNotFoundError: No module named 'pkg_resources')" \
+        in proc.stderr and "pip install 'mnist-rosetta[chainer]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "tensors compared" not in proc.stdout
+
+
 def test_convert_never_replaces_its_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     save_weights(path, init_params(MLPConfig()), MLPConfig())

@@ -712,20 +712,37 @@ def _unit_cost(unit: tuple[Case, tuple[str, ...], str], data_dir: str | None) ->
     return cost
 
 
+# A worker process whose frameworks failed to load: every unit it is given raises this.
+_WORKER_START_ERROR: list[BaseException] = []
+
+
 def _start_worker(frameworks: Sequence[str]) -> None:
     """A matrix process: one compute thread per library, the frameworks loaded quietly, and no
-    retracing warnings (one compiled TF step per model is the design, as in rosetta.cli)."""
+    retracing warnings (one compiled TF step per model is the design, as in rosetta.cli). A
+    framework that does not load is kept for :func:`_run_unit_in_worker` to raise (an initializer
+    that raises only breaks the pool, and its message is lost)."""
     import logging
 
     from rosetta.bench import limit_threads
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from rosetta.registry import package, quiet_native_start_up
+    from rosetta.registry import FrameworkNotInstalled, package, quiet_native_start_up
 
-    for framework in frameworks:
-        package(framework)
+    try:
+        for framework in frameworks:
+            package(framework)
+    except FrameworkNotInstalled as exc:
+        _WORKER_START_ERROR.append(exc)
+        return
     with quiet_native_start_up():
         limit_threads(1, frameworks)
+
+
+def _run_unit_in_worker(case: Case, frameworks: Sequence[str], dtype: str, data_dir: str | None,
+                        ) -> list[Record]:
+    if _WORKER_START_ERROR:
+        raise _WORKER_START_ERROR[0]
+    return run_unit(case, frameworks, dtype, data_dir)
 
 
 def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
@@ -752,12 +769,16 @@ def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(frameworks,)) as pool:
             order = sorted(range(len(units)), key=lambda i: -_unit_cost(units[i], data_dir))
-            futures = {pool.submit(run_unit, *units[i], data_dir): i for i in order}
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                if progress:
-                    progress(f"{units[i][0].label} {units[i][2]}")
+            futures = {pool.submit(_run_unit_in_worker, *units[i], data_dir): i for i in order}
+            try:
+                for future in as_completed(futures):
+                    i = futures[future]
+                    results[i] = future.result()
+                    if progress:
+                        progress(f"{units[i][0].label} {units[i][2]}")
+            except BaseException:  # a failed unit or Ctrl-C: the units not started are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return [r for i in range(len(units)) for r in results[i]]
 
 

@@ -88,6 +88,17 @@ class FrameworkNotInstalled(ImportError):
         self.framework = framework
         self.extra = entry.extra
 
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        # Pickled as its message: a parity worker process raises it, the calling process reports it.
+        return _framework_not_installed, (self.framework, str(self))
+
+
+def _framework_not_installed(framework: str, message: str) -> FrameworkNotInstalled:
+    exc = FrameworkNotInstalled.__new__(FrameworkNotInstalled)
+    ImportError.__init__(exc, message)
+    exc.framework, exc.extra = framework, FRAMEWORKS[framework].extra
+    return exc
+
 
 def describe_aliases(names: tuple[str, ...] = FRAMEWORK_NAMES) -> str:
     """The aliases of ``names``, grouped by the name they stand for ("pytorch = torch; ...")."""
@@ -176,8 +187,7 @@ def package(name: str) -> types.ModuleType:
     """The implementation package of framework ``name``, imported; FrameworkNotInstalled when the
     framework itself is missing (an error inside the project's own code propagates)."""
     entry = framework(name)
-    if importlib.util.find_spec(entry.module) is None:  # looked up, not imported
-        raise FrameworkNotInstalled(entry.name, ModuleNotFoundError(f"No module named {entry.module!r}"))
+    find_installed(entry.name)
     try:
         with quiet_native_start_up():
             return importlib.import_module(entry.package)
@@ -185,6 +195,14 @@ def package(name: str) -> types.ModuleType:
         if exc.name and exc.name.split(".")[0] in (entry.package, "rosetta"):
             raise
         raise FrameworkNotInstalled(entry.name, exc) from exc
+
+
+def find_installed(name: str) -> None:
+    """FrameworkNotInstalled unless the framework's module is found on the path: looked up, not
+    imported (an install that fails to import is found by :func:`package`)."""
+    entry = framework(name)
+    if importlib.util.find_spec(entry.module) is None:
+        raise FrameworkNotInstalled(entry.name, ModuleNotFoundError(f"No module named {entry.module!r}"))
 
 
 def is_installed(name: str) -> bool:
@@ -211,6 +229,7 @@ def adapter_class(name: str) -> type:
 
 __all__ = ["FRAMEWORKS", "FRAMEWORK_NAMES", "MODELS", "MODEL_NAMES", "NATIVE_FORMATS", "PORTS", "REFERENCE",
            "SURFACE_FUNCTIONS", "Framework", "FrameworkNotInstalled", "adapter_class", "describe_aliases",
+           "find_installed",
            "describe_formats",
            "describe_names", "format_name", "framework", "is_installed", "model_class", "package",
            "resolve_format", "resolve_framework"]
