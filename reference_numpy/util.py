@@ -130,7 +130,7 @@ def col2im_fast(
     out_w = conv_output_size(w, filter_w, stride, pad)
     col = col.reshape(n, out_h, out_w, c, filter_h, filter_w)  # (N, OH, OW, C, KH, KW), a view
     img = np.zeros((n, h + 2 * pad + stride - 1, w + 2 * pad + stride - 1, c), dtype=col.dtype)
-    chunk = max(1, COL2IM_CHUNK_BYTES // max(1, col[0].nbytes))
+    chunk = max(1, COL2IM_CHUNK_BYTES * n // max(1, col.nbytes))  # images per chunk
     for start in range(0, n, chunk):
         col_part = col[start:start + chunk]  # (n', OH, OW, C, KH, KW)
         img_part = img[start:start + chunk]  # (n', HP, WP, C)

@@ -745,6 +745,11 @@ def _run_unit_in_worker(case: Case, frameworks: Sequence[str], dtype: str, data_
     return run_unit(case, frameworks, dtype, data_dir)
 
 
+def spreads(jobs: int, units: int) -> bool:
+    """Whether :func:`run_matrix` hands ``units`` units to worker processes (else runs them here)."""
+    return jobs > 1 and units > 1
+
+
 def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
                dtypes: Iterable[str] = DTYPES, data_dir: str | None = None,
                progress: Callable[[str], None] | None = None,
@@ -756,7 +761,7 @@ def run_matrix(frameworks: Iterable[str], models: Iterable[str] = MODEL_NAMES,
     frameworks = tuple(frameworks)
     units = matrix_units(frameworks, models, dtypes, only)
     results: dict[int, list[Record]] = {}
-    if jobs <= 1 or len(units) <= 1:
+    if not spreads(jobs, len(units)):
         for i, (case, fws, dtype) in enumerate(units):
             results[i] = run_unit(case, fws, dtype, data_dir)
             if progress:

@@ -229,7 +229,6 @@ def adapter_class(name: str) -> type:
 
 __all__ = ["FRAMEWORKS", "FRAMEWORK_NAMES", "MODELS", "MODEL_NAMES", "NATIVE_FORMATS", "PORTS", "REFERENCE",
            "SURFACE_FUNCTIONS", "Framework", "FrameworkNotInstalled", "adapter_class", "describe_aliases",
-           "find_installed",
-           "describe_formats",
-           "describe_names", "format_name", "framework", "is_installed", "model_class", "package",
+           "describe_formats", "describe_names", "find_installed", "format_name", "framework", "is_installed",
+           "model_class", "package",
            "resolve_format", "resolve_framework"]

@@ -17,7 +17,17 @@ from rosetta.commands._arch import add_architecture_options, config_from_args
 from rosetta.commands._common import int_range
 from rosetta.configs import MODEL_NAMES
 from rosetta.data import verify_mnist
-from rosetta.parity import CASES, DTYPES, QUANTITIES, Record, custom_case, matrix_units, run_matrix, summarize
+from rosetta.parity import (
+    CASES,
+    DTYPES,
+    QUANTITIES,
+    Record,
+    custom_case,
+    matrix_units,
+    run_matrix,
+    spreads,
+    summarize,
+)
 from rosetta.registry import find_installed
 from rosetta.weights import atomic_write_bytes
 
@@ -111,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     missing = []
     for framework in frameworks:
         try:
-            find_installed(framework) if jobs > 1 else adapter_class(framework)
+            find_installed(framework) if spreads(jobs, units) else adapter_class(framework)
         except FrameworkNotInstalled as exc:
             missing.append(exc)
     for exc in missing:
